@@ -1,0 +1,144 @@
+//! Where digsig's signing keys come from.
+//!
+//! A [`KeyStore`] is configured by one URI (`DIGSIGSERVER_KEYFILE_URI`), either
+//! `file:///path` or `s3://bucket/prefix`, and lays keys out as
+//! `<uri>/<machine-or-distro>/<signtype>/<file>`, as upstream digsigserver does.
+//!
+//! Keys are fetched for each request and never retained: callers get
+//! [`KeyMaterial`] (bytes in memory, wiped on drop) and, for vendor tools that
+//! want a path, a [`TempKeyFile`] (a 0700 directory holding a 0600 file,
+//! overwritten and removed on drop, so on every error path too).
+//!
+//! Everything a request names is validated first ([`Selector`], [`KeyFileName`]):
+//! a value of those types cannot climb out of the key store.
+#![deny(missing_docs)]
+
+mod error;
+mod file_store;
+mod material;
+mod names;
+mod s3_store;
+mod signtype;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use error::KeyStoreError;
+pub use material::{KeyMaterial, TempKeyFile};
+pub use names::{KeyFileName, Selector};
+pub use s3_store::S3Options;
+pub use signtype::SignType;
+
+use std::path::PathBuf;
+
+/// Largest key object we accept. Key files are a few KB; the i.MX key bundle a
+/// few hundred KB. The cap keeps a misconfigured URI from pulling a huge object
+/// into memory.
+pub const MAX_KEY_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A configured key store.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    File(file_store::FileStore),
+    S3(s3_store::S3Store),
+}
+
+impl KeyStore {
+    /// Opens the key store named by `uri` (`file:///path` or `s3://bucket[/prefix]`).
+    ///
+    /// For `s3://` this loads the AWS default credential chain and honours
+    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (with path-style addressing) so
+    /// S3-compatible stores work. Nothing is contacted yet.
+    pub async fn open(uri: &str) -> Result<Self, KeyStoreError> {
+        Self::open_with(uri, &S3Options::default()).await
+    }
+
+    /// Like [`KeyStore::open`], with explicit settings for `s3://` stores.
+    pub async fn open_with(uri: &str, s3: &S3Options) -> Result<Self, KeyStoreError> {
+        let backend = if let Some(rest) = uri.strip_prefix("file://") {
+            // `file:///keys` and `file://localhost/keys` both name /keys.
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(KeyStoreError::BadUri {
+                    uri: uri.to_string(),
+                    reason:
+                        "a file:// key store needs an absolute path, e.g. file:///etc/digsig/keys",
+                });
+            }
+            Backend::File(file_store::FileStore::new(PathBuf::from(path)))
+        } else if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(KeyStoreError::BadUri {
+                    uri: uri.to_string(),
+                    reason: "an s3:// key store needs a bucket name, e.g. s3://my-keys/prefix",
+                });
+            }
+            Backend::S3(s3_store::S3Store::new(bucket, prefix, s3).await)
+        } else {
+            return Err(KeyStoreError::BadUri {
+                uri: uri.to_string(),
+                reason: "only file:// and s3:// key stores are supported",
+            });
+        };
+        Ok(Self { backend })
+    }
+
+    /// The store's location, for log lines and error messages.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::File(f) => f.location(),
+            Backend::S3(s) => s.location(),
+        }
+    }
+
+    /// Fetches a required key file.
+    ///
+    /// Fails with [`KeyStoreError::NoKeys`] when `selector` has no `signtype`
+    /// keys at all, and with [`KeyStoreError::MissingFile`] when it has some but
+    /// not `file`.
+    pub async fn fetch(
+        &self,
+        selector: &Selector,
+        signtype: SignType,
+        file: &KeyFileName,
+    ) -> Result<KeyMaterial, KeyStoreError> {
+        match self.fetch_optional(selector, signtype, file).await? {
+            Some(key) => Ok(key),
+            None => Err(KeyStoreError::MissingFile {
+                selector: selector.to_string(),
+                signtype,
+                file: file.to_string(),
+                location: self.location(),
+            }),
+        }
+    }
+
+    /// Fetches a key file that may legitimately be absent (e.g. tegra's `sbk.txt`).
+    ///
+    /// Still fails with [`KeyStoreError::NoKeys`] when `selector` has no
+    /// `signtype` keys at all.
+    pub async fn fetch_optional(
+        &self,
+        selector: &Selector,
+        signtype: SignType,
+        file: &KeyFileName,
+    ) -> Result<Option<KeyMaterial>, KeyStoreError> {
+        match &self.backend {
+            Backend::File(f) => f.fetch(selector, signtype, file).await,
+            Backend::S3(s) => s.fetch(selector, signtype, file).await,
+        }
+    }
+
+    /// Checks that the store can be reached and read (for readiness probes).
+    pub async fn check_reachable(&self) -> Result<(), KeyStoreError> {
+        match &self.backend {
+            Backend::File(f) => f.check_reachable().await,
+            Backend::S3(s) => s.check_reachable().await,
+        }
+    }
+}
