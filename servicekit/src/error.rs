@@ -1,0 +1,142 @@
+//! The one error type services return, and the one place it maps to HTTP.
+//!
+//! Client mistakes are 4xx with a message saying what to fix; configuration
+//! problems are 5xx with a message telling the operator what is missing.
+//! Messages never carry key material: they are built from names and paths.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+
+use crate::archive::ArchiveError;
+use keystore::KeyStoreError;
+
+/// A failed request, classified by who has to act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The request is malformed or names something invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request names a machine/distro or object that has nothing here (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The upload is larger than the server allows (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request is well formed but its content cannot be signed (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The server is misconfigured; the operator must fix it (500).
+    #[error("server misconfiguration: {0}")]
+    Misconfigured(String),
+    /// Something the service depends on is unreachable (503).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// An unexpected failure (500). The message is logged and returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The HTTP status for this error; the only mapping in the code base.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::Misconfigured(_) | ServiceError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Shorthand for an internal error from anything printable.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        ServiceError::Internal(err.to_string())
+    }
+}
+
+impl poem::error::ResponseError for ServiceError {
+    fn status(&self) -> StatusCode {
+        ServiceError::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        let status = ServiceError::status(self);
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), "{self}");
+        } else {
+            tracing::info!(status = status.as_u16(), "{self}");
+        }
+        format!("{self}\n")
+            .with_content_type("text/plain; charset=utf-8")
+            .with_status(status)
+            .into_response()
+    }
+}
+
+impl From<KeyStoreError> for ServiceError {
+    fn from(err: KeyStoreError) -> Self {
+        let msg = err.to_string();
+        match err {
+            KeyStoreError::InvalidName { .. } => ServiceError::BadRequest(msg),
+            KeyStoreError::NoKeys { .. } => ServiceError::NotFound(msg),
+            KeyStoreError::Unreachable { .. } => ServiceError::Unavailable(msg),
+            _ => ServiceError::Misconfigured(msg),
+        }
+    }
+}
+
+impl From<ArchiveError> for ServiceError {
+    fn from(err: ArchiveError) -> Self {
+        let msg = format!("artifact: {err}");
+        match err {
+            ArchiveError::TooLarge { .. } | ArchiveError::TooManyEntries { .. } => {
+                ServiceError::TooLarge(msg)
+            }
+            ArchiveError::Io(_) => ServiceError::Internal(msg),
+            _ => ServiceError::BadRequest(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keystore::{Selector, SignType};
+
+    #[test]
+    fn key_store_errors_map_to_who_must_act() {
+        let bad = ServiceError::from(Selector::parse("..").unwrap_err());
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let none = ServiceError::from(KeyStoreError::NoKeys {
+            selector: "m".into(),
+            signtype: SignType::Kmod,
+            location: "file:///k".into(),
+        });
+        assert_eq!(none.status(), StatusCode::NOT_FOUND);
+        let missing = ServiceError::from(KeyStoreError::MissingFile {
+            selector: "m".into(),
+            signtype: SignType::Kmod,
+            file: "f".into(),
+            location: "file:///k".into(),
+        });
+        assert_eq!(missing.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(missing.to_string().starts_with("server misconfiguration"));
+        let down = ServiceError::from(KeyStoreError::Unreachable {
+            location: "s3://b".into(),
+            detail: "refused".into(),
+        });
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn archive_limits_are_413_and_bad_archives_400() {
+        let big = ServiceError::from(ArchiveError::TooLarge { limit: 1 });
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let bad = ServiceError::from(ArchiveError::NotGzip);
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    }
+}

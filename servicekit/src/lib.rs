@@ -1,0 +1,27 @@
+//! Plumbing every digsig service and the gateway share.
+//!
+//! - [`config`]: the upstream-compatible command line (`--address`, `--port`,
+//!   `--debug`) and `DIGSIGSERVER_*` environment settings.
+//! - [`error`]: one error type, [`ServiceError`], and the one place it becomes
+//!   an HTTP status.
+//! - [`workdir`]: a private per-request working directory, removed on every path.
+//! - [`archive`]: safe streaming extraction and repacking of gzip tarballs.
+//! - [`telemetry`]: structured logs with a request id on every line.
+//! - [`health`]: `GET /health` and `GET /ready`.
+//! - [`server`]: run an app on a listener until a shutdown signal.
+#![deny(missing_docs)]
+
+pub mod archive;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod server;
+pub mod telemetry;
+pub mod workdir;
+
+pub use archive::{ArchiveError, ArchiveLimits};
+pub use config::{ServerArgs, ServiceConfig};
+pub use error::ServiceError;
+pub use health::{HealthApi, Readiness};
+pub use server::{serve, shutdown_signal};
+pub use workdir::WorkDir;

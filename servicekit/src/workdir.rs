@@ -1,0 +1,58 @@
+//! A private working directory for one request.
+//!
+//! Removed when the last handle drops: on success, on error, on panic (drop
+//! runs while unwinding) and when the client disconnects (the handler future is
+//! dropped). Blocking tasks hold an `Arc<WorkDir>`, so a directory is never
+//! removed under a task still writing into it, and never outlives the last one.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A per-request directory (mode 0700) under the configured base.
+#[derive(Debug)]
+pub struct WorkDir {
+    dir: tempfile::TempDir,
+}
+
+impl WorkDir {
+    /// Creates a fresh directory under `base`.
+    pub fn create(base: &Path) -> io::Result<Arc<Self>> {
+        let dir = tempfile::Builder::new()
+            .prefix("digsig-req-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(base)?;
+        Ok(Arc::new(Self { dir }))
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_when_last_handle_drops_even_on_panic() {
+        let base = tempfile::tempdir().unwrap();
+        let work = WorkDir::create(base.path()).unwrap();
+        let path = work.path().to_path_buf();
+        fs::write(path.join("f"), b"x").unwrap();
+        let held = Arc::clone(&work);
+        let result = std::thread::spawn(move || {
+            let _held = held;
+            panic!("signer crashed");
+        })
+        .join();
+        assert!(result.is_err());
+        assert!(path.exists(), "still held by the request");
+        drop(work);
+        assert!(!path.exists());
+        assert_eq!(fs::read_dir(base.path()).unwrap().count(), 0);
+    }
+}
