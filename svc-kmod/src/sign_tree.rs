@@ -1,0 +1,213 @@
+//! Signing every `*.ko` in a gzip tarball, streaming it through once.
+//!
+//! The tarball is never unpacked to disk and never held whole in memory: a
+//! reader walks the entries, modules go to one signing thread per core, and a
+//! writer puts entries back in their original order into a new gzip tarball.
+//! At most a few modules per core are in flight, so memory does not grow with
+//! the tarball. Entries other than modules (directories, `modules.*` files,
+//! symlinks such as `build`) pass through with their mode, mtime and link
+//! target; names get upstream's `./` prefix, which the bbclass client's
+//! `tar -x ... ./lib/modules` relies on.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use servicekit::archive::{append_raw, gzip_reader, safe_relative_path, ArchiveError, ArchiveLimits, CappedReader};
+use servicekit::ServiceError;
+use tar::EntryType;
+
+use crate::signer::ModuleSigner;
+
+/// What a signing run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SignSummary {
+    /// Modules signed.
+    pub modules: u64,
+    /// Entries copied in all (modules included).
+    pub entries: u64,
+}
+
+/// One entry on its way from reader to writer.
+struct Item {
+    header: tar::Header,
+    name: Vec<u8>,
+    link: Option<Vec<u8>>,
+    data: Vec<u8>,
+    is_module: bool,
+}
+
+/// Reads a gzip tarball from `input`, signs every regular `*.ko` file, and
+/// writes the result as a gzip tarball to `output` at compression `level`.
+pub fn sign_tarball<R: Read, W: Write + Send>(
+    input: R,
+    output: W,
+    signer: &ModuleSigner,
+    limits: &ArchiveLimits,
+    level: u32,
+) -> Result<(SignSummary, W), ServiceError> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let tripped = Arc::new(AtomicBool::new(false));
+    let decoded = CappedReader::new(gzip_reader(input)?, limits.max_stream_bytes(), tripped.clone());
+    let mut archive = tar::Archive::new(decoded);
+    let read_err = |e: io::Error| -> ServiceError {
+        if tripped.load(Ordering::Relaxed) {
+            ArchiveError::TooLarge { limit: limits.max_bytes }.into()
+        } else {
+            ArchiveError::Corrupt(e.to_string()).into()
+        }
+    };
+
+    std::thread::scope(|scope| {
+        // reader -> workers (modules) and reader -> writer (everything, in order)
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers * 2);
+        let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
+        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Result<Vec<u8>, String>)>(workers * 2);
+        let (order_tx, order_rx) = mpsc::sync_channel::<(u64, Item)>(workers * 4);
+
+        for _ in 0..workers {
+            let work_rx = work_rx.clone();
+            let done_tx = done_tx.clone();
+            scope.spawn(move || loop {
+                let next = work_rx.lock().unwrap().recv();
+                let Ok((seq, module)) = next else { return };
+                let signed = signer.sign_module(&module).map_err(|e| e.to_string());
+                if done_tx.send((seq, signed)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+
+        let writer = scope.spawn(move || write_ordered(order_rx, done_rx, output, level));
+
+        let read_result = (|| -> Result<SignSummary, ServiceError> {
+            let mut summary = SignSummary::default();
+            let mut bytes = 0u64;
+            for (seq, entry) in (0u64..).zip(archive.entries().map_err(read_err)?) {
+                let mut entry = entry.map_err(read_err)?;
+                summary.entries += 1;
+                if summary.entries > limits.max_entries {
+                    return Err(ArchiveError::TooManyEntries { limit: limits.max_entries }.into());
+                }
+                let raw = entry.path().map_err(read_err)?.into_owned();
+                let kind = entry.header().entry_type();
+                match kind {
+                    EntryType::Char | EntryType::Block | EntryType::Fifo | EntryType::GNUSparse => {
+                        return Err(ArchiveError::UnsupportedEntry {
+                            path: raw.display().to_string(),
+                            kind: if kind == EntryType::Fifo { "FIFO" } else { "device node or sparse file" },
+                        }
+                        .into())
+                    }
+                    EntryType::Regular
+                    | EntryType::Continuous
+                    | EntryType::Directory
+                    | EntryType::Symlink
+                    | EntryType::Link => {}
+                    _ => continue,
+                }
+                let name = match safe_relative_path(&raw)? {
+                    Some(rel) => dotted(&rel, kind == EntryType::Directory),
+                    None => b"./".to_vec(),
+                };
+                bytes = bytes.saturating_add(entry.size());
+                if bytes > limits.max_bytes {
+                    return Err(ArchiveError::TooLarge { limit: limits.max_bytes }.into());
+                }
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned());
+                let mut data = Vec::with_capacity(entry.size().min(64 << 20) as usize);
+                if matches!(kind, EntryType::Regular | EntryType::Continuous) {
+                    entry.read_to_end(&mut data).map_err(read_err)?;
+                }
+                let is_module = matches!(kind, EntryType::Regular | EntryType::Continuous)
+                    && raw.extension().is_some_and(|e| e == "ko");
+                let header = fresh_header(entry.header(), kind);
+                if is_module {
+                    summary.modules += 1;
+                    let module = std::mem::take(&mut data);
+                    if work_tx.send((seq, module)).is_err() {
+                        break;
+                    }
+                }
+                let item = Item { header, name, link, data, is_module };
+                if order_tx.send((seq, item)).is_err() {
+                    break;
+                }
+            }
+            Ok(summary)
+        })();
+        drop(work_tx);
+        drop(order_tx);
+        let written = writer.join().expect("writer thread panicked");
+        let summary = read_result?;
+        let output = written?;
+        Ok((summary, output))
+    })
+}
+
+/// `./`-prefixed name bytes for a clean relative path.
+fn dotted(rel: &Path, dir: bool) -> Vec<u8> {
+    let mut name = b"./".to_vec();
+    name.extend_from_slice(rel.as_os_str().as_bytes());
+    if dir {
+        name.push(b'/');
+    }
+    name
+}
+
+/// A new GNU header with the entry's metadata; names are set when appended.
+fn fresh_header(old: &tar::Header, kind: EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(old.mode().unwrap_or(0o644));
+    h.set_mtime(old.mtime().unwrap_or(0));
+    h.set_uid(old.uid().unwrap_or(0));
+    h.set_gid(old.gid().unwrap_or(0));
+    if let Ok(Some(user)) = old.username() {
+        let _ = h.set_username(user);
+    }
+    if let Ok(Some(group)) = old.groupname() {
+        let _ = h.set_groupname(group);
+    }
+    h.set_size(0);
+    h
+}
+
+/// Writes entries in sequence order, waiting for each module's signature.
+fn write_ordered<W: Write>(
+    order_rx: mpsc::Receiver<(u64, Item)>,
+    done_rx: mpsc::Receiver<(u64, Result<Vec<u8>, String>)>,
+    output: W,
+    level: u32,
+) -> Result<W, ServiceError> {
+    let gz = flate2::write::GzEncoder::new(output, flate2::Compression::new(level));
+    let mut builder = tar::Builder::new(gz);
+    let mut signed: BTreeMap<u64, Result<Vec<u8>, String>> = BTreeMap::new();
+    let io_err = |e: io::Error| ServiceError::Internal(format!("writing the signed tarball failed: {e}"));
+    for (seq, mut item) in order_rx {
+        if item.is_module {
+            let result = loop {
+                if let Some(r) = signed.remove(&seq) {
+                    break r;
+                }
+                match done_rx.recv() {
+                    Ok((s, r)) => {
+                        signed.insert(s, r);
+                    }
+                    Err(_) => return Err(ServiceError::Internal("signing workers stopped".into())),
+                }
+            };
+            item.data = result.map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?;
+        }
+        item.header.set_size(item.data.len() as u64);
+        append_raw(&mut builder, &mut item.header, &item.name, item.link.as_deref(), &item.data[..])
+            .map_err(io_err)?;
+    }
+    builder.into_inner().and_then(|gz| gz.finish()).map_err(io_err)
+}

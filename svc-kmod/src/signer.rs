@@ -1,0 +1,201 @@
+//! Native kernel module signing, byte-identical to Linux's `scripts/sign-file`.
+//!
+//! sign-file builds a detached CMS SignedData with no certificates and no
+//! signed attributes (`CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | CMS_NOATTR`),
+//! identifying the signer by issuer and serial number, and appends it to the
+//! module followed by a 12-byte `struct module_signature` (id type
+//! `PKEY_ID_PKCS7`, big-endian signature length) and the magic
+//! `~Module signature appended~\n`. With RSA PKCS#1 v1.5 that output is
+//! deterministic, so we make the same calls through OpenSSL and get the same
+//! bytes, in-process, on every core.
+
+use std::ptr;
+
+use foreign_types::ForeignType;
+use openssl::cms::CmsContentInfo;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+use openssl_sys as ffi;
+
+/// The magic string the kernel looks for at a module's end.
+pub const MODULE_SIG_MAGIC: &[u8] = b"~Module signature appended~\n";
+/// `PKEY_ID_PKCS7` in the kernel's `struct module_signature`.
+const PKEY_ID_PKCS7: u8 = 2;
+
+// CMS flags from <openssl/cms.h>, as sign-file passes them.
+const CMS_NOCERTS: u32 = 0x2;
+const CMS_DETACHED: u32 = 0x40;
+const CMS_BINARY: u32 = 0x80;
+const CMS_NOATTR: u32 = 0x100;
+const CMS_NOSMIMECAP: u32 = 0x200;
+const CMS_STREAM: u32 = 0x1000;
+const CMS_PARTIAL: u32 = 0x4000;
+
+extern "C" {
+    // Not bound by openssl-sys; part of libcrypto's public CMS API.
+    fn CMS_add1_signer(
+        cms: *mut ffi::CMS_ContentInfo,
+        signer: *mut ffi::X509,
+        pk: *mut ffi::EVP_PKEY,
+        md: *const ffi::EVP_MD,
+        flags: u32,
+    ) -> *mut libc::c_void;
+    fn CMS_final(
+        cms: *mut ffi::CMS_ContentInfo,
+        data: *mut ffi::BIO,
+        dcont: *mut ffi::BIO,
+        flags: u32,
+    ) -> libc::c_int;
+}
+
+/// Hash algorithms the kernel accepts for module signatures (upstream's set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum HashAlg {
+    /// SHA-256
+    Sha256,
+    /// SHA-384
+    Sha384,
+    /// SHA-512 (upstream's default)
+    Sha512,
+}
+
+impl HashAlg {
+    fn digest(self) -> MessageDigest {
+        match self {
+            HashAlg::Sha256 => MessageDigest::sha256(),
+            HashAlg::Sha384 => MessageDigest::sha384(),
+            HashAlg::Sha512 => MessageDigest::sha512(),
+        }
+    }
+
+    /// The name sign-file and modinfo use.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha256 => "sha256",
+            HashAlg::Sha384 => "sha384",
+            HashAlg::Sha512 => "sha512",
+        }
+    }
+}
+
+/// Why signing keys cannot be used. Always the operator's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The private key does not parse.
+    #[error("kernel-signkey.priv is not a PEM or DER private key")]
+    BadPrivateKey,
+    /// The certificate does not parse.
+    #[error("kernel-signkey.x509 is not a PEM or DER X.509 certificate")]
+    BadCertificate,
+    /// Key and certificate are not a pair.
+    #[error("kernel-signkey.priv does not match the public key in kernel-signkey.x509")]
+    Mismatch,
+}
+
+/// A module signer holding one key pair and hash algorithm; shareable across threads.
+pub struct ModuleSigner {
+    key: PKey<Private>,
+    cert: X509,
+    hash: HashAlg,
+}
+
+impl ModuleSigner {
+    /// Builds a signer from key and certificate bytes (PEM or DER, as
+    /// sign-file accepts) and checks they belong together.
+    pub fn new(key: &[u8], cert: &[u8], hash: HashAlg) -> Result<Self, KeyError> {
+        let key = PKey::private_key_from_pem(key)
+            .or_else(|_| PKey::private_key_from_der(key))
+            .map_err(|_| KeyError::BadPrivateKey)?;
+        // sign-file treats data starting with a DER SEQUENCE as DER, else PEM.
+        let cert = if cert.starts_with(&[0x30, 0x82]) {
+            X509::from_der(cert)
+        } else {
+            X509::from_pem(cert)
+        }
+        .map_err(|_| KeyError::BadCertificate)?;
+        let public = cert.public_key().map_err(|_| KeyError::BadCertificate)?;
+        if !public.public_eq(&key) {
+            return Err(KeyError::Mismatch);
+        }
+        Ok(Self { key, cert, hash })
+    }
+
+    /// The detached CMS signature (DER) over `module`, as sign-file makes it.
+    pub fn cms_signature(&self, module: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        unsafe {
+            let cms = ffi::CMS_sign(
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                CMS_NOCERTS | CMS_PARTIAL | CMS_BINARY | CMS_DETACHED | CMS_STREAM,
+            );
+            if cms.is_null() {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            // Owned from here: freed on every path.
+            let cms = CmsContentInfo::from_ptr(cms);
+            let signer = CMS_add1_signer(
+                cms.as_ptr(),
+                self.cert.as_ptr(),
+                self.key.as_ptr(),
+                self.hash.digest().as_ptr(),
+                CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | CMS_NOATTR,
+            );
+            if signer.is_null() {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            let bio = ffi::BIO_new_mem_buf(module.as_ptr() as *const _, module.len() as libc::c_int);
+            if bio.is_null() {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            let ok = CMS_final(cms.as_ptr(), bio, ptr::null_mut(), CMS_NOCERTS | CMS_BINARY);
+            ffi::BIO_free_all(bio);
+            if ok != 1 {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            cms.to_der()
+        }
+    }
+
+    /// Signs a module: returns it with any existing signature removed and ours
+    /// appended (signature, trailer, magic).
+    pub fn sign_module(&self, module: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        let body = strip_signature(module);
+        let sig = self.cms_signature(body)?;
+        let mut out = Vec::with_capacity(body.len() + sig.len() + 12 + MODULE_SIG_MAGIC.len());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&sig);
+        // struct module_signature: algo, hash, id_type, signer_len, key_id_len,
+        // 3 bytes padding, then sig_len as big-endian u32.
+        out.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+        out.extend_from_slice(MODULE_SIG_MAGIC);
+        Ok(out)
+    }
+}
+
+/// The module without its appended signature, if it has a well-formed one.
+///
+/// Re-signing a signed module replaces its signature instead of stacking a
+/// second one after it (sign-file would stack; the kernel reads only the last).
+pub fn strip_signature(module: &[u8]) -> &[u8] {
+    let Some(rest) = module.strip_suffix(MODULE_SIG_MAGIC) else {
+        return module;
+    };
+    if rest.len() < 12 {
+        return module;
+    }
+    let trailer = &rest[rest.len() - 12..];
+    if trailer[2] != PKEY_ID_PKCS7 {
+        return module;
+    }
+    let sig_len = u32::from_be_bytes(trailer[8..12].try_into().unwrap()) as usize;
+    let before_trailer = rest.len() - 12;
+    if sig_len > before_trailer {
+        return module;
+    }
+    &rest[..before_trailer - sig_len]
+}
