@@ -117,3 +117,115 @@ pub fn filler(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A svc-kmod serving real HTTP on a loopback port, stopped on drop.
+pub struct TestServer {
+    pub url: String,
+    /// Base of the per-request work dirs; must be empty between requests.
+    pub workdir_base: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Serves with keys from `keyfile_uri` (opened with `s3` options, if given).
+    pub fn start(keyfile_uri: &str, s3: Option<keystore::S3Options>) -> Self {
+        let workdir_base = tempfile::tempdir().unwrap();
+        let mut config = servicekit::ServiceConfig::from_lookup(|_| None).unwrap();
+        config.workdir_base = workdir_base.path().to_path_buf();
+        config.keyfile_uri = Some(keyfile_uri.to_string());
+        let uri = keyfile_uri.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let keystore = match s3 {
+                    Some(options) => keystore::KeyStore::open_with(&uri, &options).await,
+                    None => keystore::KeyStore::open(&uri).await,
+                }
+                .unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                svc_kmod::run(listener, keystore, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let port = ready_rx.recv().expect("server did not start");
+        TestServer {
+            url: format!("http://127.0.0.1:{port}"),
+            workdir_base,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Leftovers in the work dir base (should be none once a reply is read).
+    pub fn leftovers(&self) -> Vec<PathBuf> {
+        // The reply's work dir is released when the body is dropped, a moment
+        // after the client has read it all.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left: Vec<PathBuf> = std::fs::read_dir(self.workdir_base.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A key store root on disk holding `<machine>/kmodsign/kernel-signkey.*`.
+pub fn kmod_keystore(root: &Path, machine: &str, kind: KeyKind, cn: &str) -> KeyPair {
+    let keys = make_keypair(&root.join("_src").join(machine), kind, cn);
+    let dir = root.join(machine).join("kmodsign");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&keys.key_pem, dir.join("kernel-signkey.priv")).unwrap();
+    std::fs::copy(&keys.cert_pem, dir.join("kernel-signkey.x509")).unwrap();
+    keys
+}
+
+/// The result of a curl call: HTTP status and body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `curl -X POST <form fields> url`, as the Yocto classes call it, returning
+/// the status and body (not failing on 4xx/5xx so tests can read messages).
+pub fn curl_post(url: &str, fields: &[&str], cwd: &Path) -> Reply {
+    let out_file = cwd.join(".curl-reply");
+    let mut cmd = Command::new("curl");
+    cmd.current_dir(cwd).args(["--silent", "--show-error", "--max-time", "60", "-X", "POST"]);
+    for f in fields {
+        cmd.arg("-F").arg(f);
+    }
+    cmd.arg("--output").arg(&out_file).args(["--write-out", "%{http_code}"]).arg(url);
+    let status: u16 = String::from_utf8(run(&mut cmd)).unwrap().trim().parse().unwrap();
+    let body = std::fs::read(&out_file).unwrap_or_default();
+    let _ = std::fs::remove_file(out_file);
+    Reply { status, body }
+}

@@ -1,0 +1,243 @@
+//! `POST /sign/modules` over real HTTP, called with curl and tar exactly as
+//! the Yocto `kernel-module-signing.bbclass` does, with outputs checked by
+//! the kernel's sign-file and modinfo.
+
+mod common;
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const KVER: &str = "6.1.0-digsig";
+
+/// A `$PKGD/lib/modules/<ver>` tree like a kernel package's: modules in
+/// nested dirs, index files, a dangling absolute `build` symlink, a relative
+/// `source` symlink, an empty directory, varied modes and mtimes.
+fn make_pkgd(pkgd: &Path) -> Vec<&'static str> {
+    let base = pkgd.join("lib/modules").join(KVER);
+    let modules = ["kernel/drivers/net/dsnet.ko", "kernel/fs/dsfs.ko", "extra/vendor.ko"];
+    for (i, rel) in modules.iter().enumerate() {
+        let path = base.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let name = Path::new(rel).file_stem().unwrap().to_str().unwrap();
+        std::fs::write(&path, make_module(pkgd.parent().unwrap(), name, &filler(30_000 * (i + 1), i as u64))).unwrap();
+    }
+    std::fs::set_permissions(base.join("extra/vendor.ko"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(base.join("modules.dep"), "kernel/fs/dsfs.ko:\n").unwrap();
+    std::fs::write(base.join("kernel/drivers/net/README.ko.txt"), "not a module\n").unwrap();
+    std::fs::create_dir_all(base.join("updates")).unwrap();
+    symlink("/usr/src/kernel", base.join("build")).unwrap();
+    symlink("build", base.join("source")).unwrap();
+    run(Command::new("touch").args(["-h", "-d", "2020-02-02 02:02:02"]).arg(base.join("modules.dep")));
+    run(Command::new("touch").args(["-h", "-d", "2021-03-03 03:03:03"]).arg(base.join("source")));
+    modules.to_vec()
+}
+
+/// `tar -C $PKGD -c -z -f modules-in.tar.gz lib/modules`
+fn pack(pkgd: &Path, dest: &Path) {
+    run(Command::new("tar").arg("-C").arg(pkgd).args(["-c", "-z", "-f"]).arg(dest).arg("lib/modules"));
+}
+
+#[test]
+fn bbclass_sequence_signs_every_module_and_keeps_everything_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyroot = tmp.path().join("keys");
+    let keys = kmod_keystore(&keyroot, "jetson-xavier", KeyKind::Rsa(2048), "digsig http test");
+    let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
+
+    let pkgd = tmp.path().join("pkgd");
+    let modules = make_pkgd(&pkgd);
+    let work = tmp.path().join("client");
+    std::fs::create_dir_all(&work).unwrap();
+    pack(&pkgd, &work.join("modules-in.tar.gz"));
+
+    // The client's exact calls.
+    run(Command::new("curl")
+        .current_dir(&work)
+        .args(["--silent", "--fail", "-X", "POST", "-F", "machine=jetson-xavier", "-F", "hashalg=sha512"])
+        .args(["-F", "artifact=@modules-in.tar.gz", "--output", "modules-out.tar.gz"])
+        .arg(format!("{}/sign/modules", server.url)));
+    let out = work.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    run(Command::new("tar")
+        .current_dir(&out)
+        .args(["-x", "--no-same-owner", "-f"])
+        .arg(work.join("modules-out.tar.gz"))
+        .arg("./lib/modules"));
+
+    let before = pkgd.join("lib/modules").join(KVER);
+    let after = out.join("lib/modules").join(KVER);
+    for rel in &modules {
+        let original = std::fs::read(before.join(rel)).unwrap();
+        let reference = sign_file(tmp.path(), "sha512", &keys.key_pem, &keys.cert_pem, &original);
+        assert_eq!(std::fs::read(after.join(rel)).unwrap(), reference, "{rel} differs from sign-file's output");
+        assert_eq!(modinfo(&after.join(rel), "signer"), "digsig http test");
+        assert_eq!(modinfo(&after.join(rel), "sig_hashalgo"), "sha512");
+    }
+    // Everything else as it was: contents, modes, mtimes, link targets.
+    for rel in ["modules.dep", "kernel/drivers/net/README.ko.txt"] {
+        assert_eq!(std::fs::read(after.join(rel)).unwrap(), std::fs::read(before.join(rel)).unwrap(), "{rel}");
+    }
+    for rel in ["modules.dep", "extra/vendor.ko", "kernel/fs/dsfs.ko", "updates", "kernel"] {
+        let (b, a) = (std::fs::metadata(before.join(rel)).unwrap(), std::fs::metadata(after.join(rel)).unwrap());
+        assert_eq!(a.mode(), b.mode(), "{rel} mode");
+        assert_eq!(a.mtime(), b.mtime(), "{rel} mtime");
+    }
+    assert_eq!(std::fs::read_link(after.join("build")).unwrap(), Path::new("/usr/src/kernel"));
+    assert_eq!(std::fs::read_link(after.join("source")).unwrap(), Path::new("build"));
+    assert_eq!(
+        std::fs::symlink_metadata(after.join("source")).unwrap().mtime(),
+        std::fs::symlink_metadata(before.join("source")).unwrap().mtime()
+    );
+    assert!(after.join("updates").is_dir());
+
+    // Names carry upstream's "./" prefix (the client extracts "./lib/modules").
+    let listing = String::from_utf8(run(Command::new("tar").arg("-tzf").arg(work.join("modules-out.tar.gz")))).unwrap();
+    assert!(listing.lines().all(|l| l.starts_with("./")), "{listing}");
+    assert!(server.leftovers().is_empty(), "work dirs left behind: {:?}", server.leftovers());
+}
+
+#[test]
+fn hashalg_defaults_to_sha512_and_sha256_is_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyroot = tmp.path().join("keys");
+    kmod_keystore(&keyroot, "m1", KeyKind::Rsa(2048), "hash test");
+    let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
+    let pkgd = tmp.path().join("pkgd");
+    make_pkgd(&pkgd);
+    pack(&pkgd, &tmp.path().join("in.tar.gz"));
+    let url = format!("{}/sign/modules", server.url);
+    for (fields, expected) in [
+        (vec!["machine=m1", "artifact=@in.tar.gz"], "sha512"),
+        (vec!["machine=m1", "hashalg=sha256", "artifact=@in.tar.gz"], "sha256"),
+        (vec!["machine=m1", "hashalg=sha384", "artifact=@in.tar.gz"], "sha384"),
+    ] {
+        let reply = curl_post(&url, &fields, tmp.path());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("o.tar.gz"), &reply.body).unwrap();
+        run(Command::new("tar").current_dir(out.path()).args(["-xzf", "o.tar.gz"]));
+        let module = out.path().join("lib/modules").join(KVER).join("kernel/fs/dsfs.ko");
+        assert_eq!(modinfo(&module, "sig_hashalgo"), expected);
+    }
+}
+
+#[test]
+fn keys_from_s3_sign_the_same_as_keys_from_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = make_keypair(&tmp.path().join("k"), KeyKind::Rsa(2048), "s3 signer");
+    let moto = keystore::testing::moto();
+    let client = moto.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        client.create_bucket().bucket("kmod-keys").send().await.unwrap();
+        for (name, path) in [("kernel-signkey.priv", &keys.key_pem), ("kernel-signkey.x509", &keys.cert_pem)] {
+            client
+                .put_object()
+                .bucket("kmod-keys")
+                .key(format!("prod/s3box/kmodsign/{name}"))
+                .body(std::fs::read(path).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let server = TestServer::start("s3://kmod-keys/prod", Some(moto.options()));
+    let module = make_module(tmp.path(), "s3mod", &filler(40_000, 9));
+    let tree = tmp.path().join("tree/lib/modules/x");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("s3mod.ko"), &module).unwrap();
+    pack(&tmp.path().join("tree"), &tmp.path().join("in.tar.gz"));
+    let reply = curl_post(&format!("{}/sign/modules", server.url), &["machine=s3box", "artifact=@in.tar.gz"], tmp.path());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("o.tar.gz"), &reply.body).unwrap();
+    run(Command::new("tar").current_dir(&out).args(["-xzf", "o.tar.gz"]));
+    assert_eq!(
+        std::fs::read(out.join("lib/modules/x/s3mod.ko")).unwrap(),
+        sign_file(tmp.path(), "sha512", &keys.key_pem, &keys.cert_pem, &module)
+    );
+}
+
+/// A gzip tarball with one regular file whose header name is `name`, raw.
+fn tarball_with_raw_name(name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_old();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut raw = header.as_bytes().to_vec();
+    raw.extend_from_slice(data);
+    raw.resize(raw.len().div_ceil(512) * 512 + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyroot = tmp.path().join("keys");
+    kmod_keystore(&keyroot, "good", KeyKind::Rsa(2048), "good");
+    // A machine whose key and certificate are not a pair.
+    let other = make_keypair(&tmp.path().join("other"), KeyKind::Rsa(2048), "other");
+    let bad = kmod_keystore(&keyroot, "mismatched", KeyKind::Rsa(2048), "mismatched");
+    std::fs::copy(&other.cert_pem, keyroot.join("mismatched/kmodsign/kernel-signkey.x509")).unwrap();
+    // A machine directory without kmodsign keys.
+    std::fs::create_dir_all(keyroot.join("nokmod/mender")).unwrap();
+    let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
+    let url = format!("{}/sign/modules", server.url);
+
+    let d = tmp.path();
+    let module = make_module(d, "m", b"");
+    let tree = d.join("t/lib/modules/v");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("m.ko"), &module).unwrap();
+    pack(&d.join("t"), &d.join("ok.tar.gz"));
+    std::fs::write(d.join("plain.bin"), b"this is not gzip at all").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &[0x55u8; 4096]).unwrap();
+    std::fs::write(d.join("notar.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(d.join("dotdot.tar.gz"), tarball_with_raw_name(b"lib/../../evil.ko", &module)).unwrap();
+    std::fs::write(d.join("absolute.tar.gz"), tarball_with_raw_name(b"/tmp/evil.ko", &module)).unwrap();
+    let empty_tree = d.join("e/lib/modules/v");
+    std::fs::create_dir_all(&empty_tree).unwrap();
+    std::fs::write(empty_tree.join("modules.dep"), b"").unwrap();
+    pack(&d.join("e"), &d.join("nomodules.tar.gz"));
+
+    let cases: &[(&[&str], u16, &str)] = &[
+        (&["artifact=@ok.tar.gz"], 400, "machine"),
+        (&["machine=good"], 400, "artifact"),
+        (&["machine=good", "hashalg=md5", "artifact=@ok.tar.gz"], 400, "hashalg"),
+        (&["machine=good", "artifact=@plain.bin"], 400, "gzip"),
+        (&["machine=good", "artifact=@notar.gz"], 400, "tar"),
+        (&["machine=../good", "artifact=@ok.tar.gz"], 400, "../good"),
+        (&["machine=good/x", "artifact=@ok.tar.gz"], 400, "good/x"),
+        (&["machine=good", "artifact=@dotdot.tar.gz"], 400, "evil.ko"),
+        (&["machine=good", "artifact=@absolute.tar.gz"], 400, "evil.ko"),
+        (&["machine=good", "artifact=@nomodules.tar.gz"], 422, "no *.ko"),
+        (&["machine=unknown-board", "artifact=@ok.tar.gz"], 404, "unknown-board"),
+        (&["machine=nokmod", "artifact=@ok.tar.gz"], 404, "nokmod"),
+        (&["machine=mismatched", "artifact=@ok.tar.gz"], 500, "does not match"),
+    ];
+    let key_text = std::fs::read_to_string(&bad.key_pem).unwrap();
+    let key_body: String = key_text.lines().nth(1).unwrap().to_string();
+    for (fields, status, needle) in cases {
+        let reply = curl_post(&url, fields, d);
+        let text = reply.text();
+        assert_eq!(reply.status, *status, "{fields:?}: {text}");
+        assert!(text.contains(needle), "{fields:?}: message {text:?} does not mention {needle:?}");
+        assert!(!text.contains("PRIVATE KEY") && !text.contains(&key_body), "{fields:?} leaks key material");
+        assert!(server.leftovers().is_empty(), "{fields:?} left {:?}", server.leftovers());
+    }
+    // Nothing was written beside the tree the tarballs named.
+    assert!(!Path::new("/tmp/evil.ko").exists());
+    assert!(!server.workdir_base.path().parent().unwrap().join("evil.ko").exists());
+    // The good request still works after all that.
+    let reply = curl_post(&url, &["machine=good", "artifact=@ok.tar.gz"], d);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
