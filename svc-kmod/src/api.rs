@@ -95,9 +95,15 @@ impl KmodApi {
         let task_work = Arc::clone(&work);
         let summary = tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
-            let _held = task_work;
             let out = std::fs::File::create(&out_path).map_err(ServiceError::internal)?;
-            let (summary, out) = sign_tarball(input, std::io::BufWriter::new(out), &signer, &limits, REPLY_GZIP_LEVEL)?;
+            let (summary, out) = sign_tarball(
+                input,
+                std::io::BufWriter::new(out),
+                &signer,
+                &limits,
+                REPLY_GZIP_LEVEL,
+                task_work.path(),
+            )?;
             out.into_inner().map_err(|e| ServiceError::internal(e.error()))?.sync_data().ok();
             Ok::<_, ServiceError>(summary)
         })

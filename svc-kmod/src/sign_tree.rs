@@ -31,23 +31,36 @@ pub struct SignSummary {
     pub entries: u64,
 }
 
+/// Non-module files larger than this wait for the writer in a temp file in
+/// the request's work dir rather than in memory (a tree may carry a large
+/// firmware blob or debug file beside its modules).
+const SPOOL_THRESHOLD: u64 = 4 << 20;
+
 /// One entry on its way from reader to writer.
 struct Item {
     header: tar::Header,
     name: Vec<u8>,
     link: Option<Vec<u8>>,
-    data: Vec<u8>,
+    data: Payload,
     is_module: bool,
+}
+
+/// An entry's contents: in memory, or spooled to an unlinked temp file.
+enum Payload {
+    Memory(Vec<u8>),
+    Spooled(std::fs::File, u64),
 }
 
 /// Reads a gzip tarball from `input`, signs every regular `*.ko` file, and
 /// writes the result as a gzip tarball to `output` at compression `level`.
+/// Large non-module files are spooled in `spool_dir` (the request's work dir).
 pub fn sign_tarball<R: Read, W: Write + Send>(
     input: R,
     output: W,
     signer: &ModuleSigner,
     limits: &ArchiveLimits,
     level: u32,
+    spool_dir: &Path,
 ) -> Result<(SignSummary, W), ServiceError> {
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let tripped = Arc::new(AtomicBool::new(false));
@@ -121,19 +134,26 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                 let link = entry
                     .link_name_bytes()
                     .map(|l| l.into_owned());
-                let mut data = Vec::with_capacity(entry.size().min(64 << 20) as usize);
-                if matches!(kind, EntryType::Regular | EntryType::Continuous) {
-                    entry.read_to_end(&mut data).map_err(read_err)?;
-                }
-                let is_module = matches!(kind, EntryType::Regular | EntryType::Continuous)
-                    && raw.extension().is_some_and(|e| e == "ko");
+                let is_file = matches!(kind, EntryType::Regular | EntryType::Continuous);
+                let is_module = is_file && raw.extension().is_some_and(|e| e == "ko");
                 let header = fresh_header(entry.header(), kind);
+                let mut data = Payload::Memory(Vec::new());
                 if is_module {
                     summary.modules += 1;
-                    let module = std::mem::take(&mut data);
+                    let mut module = Vec::with_capacity(entry.size().min(64 << 20) as usize);
+                    entry.read_to_end(&mut module).map_err(read_err)?;
                     if work_tx.send((seq, module)).is_err() {
                         break;
                     }
+                } else if is_file && entry.size() > SPOOL_THRESHOLD {
+                    let mut file = tempfile::tempfile_in(spool_dir).map_err(ServiceError::internal)?;
+                    let len = io::copy(&mut entry, &mut file).map_err(read_err)?;
+                    io::Seek::rewind(&mut file).map_err(ServiceError::internal)?;
+                    data = Payload::Spooled(file, len);
+                } else if is_file {
+                    let mut bytes = Vec::with_capacity(entry.size() as usize);
+                    entry.read_to_end(&mut bytes).map_err(read_err)?;
+                    data = Payload::Memory(bytes);
                 }
                 let item = Item { header, name, link, data, is_module };
                 if order_tx.send((seq, item)).is_err() {
@@ -203,11 +223,21 @@ fn write_ordered<W: Write>(
                     Err(_) => return Err(ServiceError::Internal("signing workers stopped".into())),
                 }
             };
-            item.data = result.map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?;
+            item.data = Payload::Memory(
+                result.map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?,
+            );
         }
-        item.header.set_size(item.data.len() as u64);
-        append_raw(&mut builder, &mut item.header, &item.name, item.link.as_deref(), &item.data[..])
-            .map_err(io_err)?;
+        match item.data {
+            Payload::Memory(bytes) => {
+                item.header.set_size(bytes.len() as u64);
+                append_raw(&mut builder, &mut item.header, &item.name, item.link.as_deref(), &bytes[..])
+            }
+            Payload::Spooled(file, len) => {
+                item.header.set_size(len);
+                append_raw(&mut builder, &mut item.header, &item.name, item.link.as_deref(), file)
+            }
+        }
+        .map_err(io_err)?;
     }
     builder.into_inner().and_then(|gz| gz.finish()).map_err(io_err)
 }

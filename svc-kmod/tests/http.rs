@@ -27,6 +27,8 @@ fn make_pkgd(pkgd: &Path) -> Vec<&'static str> {
     std::fs::set_permissions(base.join("extra/vendor.ko"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(base.join("modules.dep"), "kernel/fs/dsfs.ko:\n").unwrap();
     std::fs::write(base.join("kernel/drivers/net/README.ko.txt"), "not a module\n").unwrap();
+    // Larger than the in-memory threshold: passes through a spool file.
+    std::fs::write(base.join("firmware.bin"), filler(6 << 20, 42)).unwrap();
     std::fs::create_dir_all(base.join("updates")).unwrap();
     symlink("/usr/src/kernel", base.join("build")).unwrap();
     symlink("build", base.join("source")).unwrap();
@@ -77,7 +79,7 @@ fn bbclass_sequence_signs_every_module_and_keeps_everything_else() {
         assert_eq!(modinfo(&after.join(rel), "sig_hashalgo"), "sha512");
     }
     // Everything else as it was: contents, modes, mtimes, link targets.
-    for rel in ["modules.dep", "kernel/drivers/net/README.ko.txt"] {
+    for rel in ["modules.dep", "kernel/drivers/net/README.ko.txt", "firmware.bin"] {
         assert_eq!(std::fs::read(after.join(rel)).unwrap(), std::fs::read(before.join(rel)).unwrap(), "{rel}");
     }
     for rel in ["modules.dep", "extra/vendor.ko", "kernel/fs/dsfs.ko", "updates", "kernel"] {
