@@ -8,7 +8,6 @@ use poem_openapi::payload::Binary;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
 use servicekit::{ArchiveLimits, ServiceError, WorkDir};
-use tokio_util::io::SyncIoBridge;
 
 use crate::sign_tree::sign_tarball;
 use crate::signer::{HashAlg, ModuleSigner};
@@ -72,6 +71,7 @@ impl KmodApi {
 
 impl KmodApi {
     async fn sign(&self, form: SignModulesForm) -> Result<SignModulesResponse, ServiceError> {
+        let started = std::time::Instant::now();
         let machine = Selector::parse(&form.machine)?;
         let hash = form.hashalg.unwrap_or(HashAlg::Sha512);
         let key = self
@@ -89,7 +89,10 @@ impl KmodApi {
 
         let work = WorkDir::create(&self.workdir_base).map_err(ServiceError::internal)?;
         let out_path = work.path().join("signed-artifact.tar.gz");
-        let input = SyncIoBridge::new(form.artifact.into_async_read());
+        // The HTTP layer has spooled the upload to an unlinked temp file; read
+        // it with plain blocking reads (a tokio file would cost a thread-pool
+        // round trip per small read).
+        let input = std::io::BufReader::with_capacity(256 * 1024, form.artifact.into_file().into_std().await);
         let limits = self.limits;
         let span = tracing::Span::current();
         let task_work = Arc::clone(&work);
@@ -114,7 +117,14 @@ impl KmodApi {
                 "artifact contains no *.ko files to sign; send the modules tree, e.g. `tar -czf modules.tar.gz lib/modules`".into(),
             ));
         }
-        tracing::info!(machine = %machine, hashalg = hash.name(), modules = summary.modules, entries = summary.entries, "signed modules");
+        tracing::info!(
+            machine = %machine,
+            hashalg = hash.name(),
+            modules = summary.modules,
+            entries = summary.entries,
+            signing_ms = started.elapsed().as_millis() as u64,
+            "signed modules"
+        );
         let body = stream_file(work, "signed-artifact.tar.gz").await?;
         Ok(SignModulesResponse::Signed(
             Binary(body),
