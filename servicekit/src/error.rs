@@ -32,6 +32,14 @@ pub enum ServiceError {
     /// Something the service depends on is unreachable (503).
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A routed service answered with something that is not HTTP, or broke
+    /// off its reply (502; the gateway only).
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+    /// A routed service did not finish within its domain's timeout (504; the
+    /// gateway only).
+    #[error("gateway timeout: {0}")]
+    GatewayTimeout(String),
     /// An unexpected failure (500). The message is logged and returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,6 +57,8 @@ impl ServiceError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ServiceError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -75,6 +85,50 @@ impl poem::error::ResponseError for ServiceError {
             .with_status(status)
             .into_response()
     }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        poem::error::ResponseError::as_response(&self)
+    }
+}
+
+/// The error statuses a signing endpoint documents in the OpenAPI document.
+/// Each is plain text saying what to fix (4xx) or what the operator must
+/// fix (5xx).
+const DOCUMENTED: [(u16, &str); 6] = [
+    (400, "Bad request: a field is missing or invalid, or the artifact is not what this endpoint takes. The message says what to fix."),
+    (404, "The machine or distro has no keys of this endpoint's sign type on this server."),
+    (413, "The artifact is larger, or has more entries, than the server allows."),
+    (422, "The request is well formed but there is nothing in it this endpoint can sign."),
+    (500, "Server misconfiguration (e.g. a key file missing or not matching its certificate) or an internal error; the message tells the operator what to fix. Never contains key material."),
+    (503, "The key store (or another service this one depends on) is unreachable."),
+];
+
+/// Lets handlers return `Result<Reply, ServiceError>` so the error statuses
+/// appear in the OpenAPI document next to the success reply.
+impl poem_openapi::ApiResponse for ServiceError {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses};
+        use poem_openapi::types::Type;
+        MetaResponses {
+            responses: DOCUMENTED
+                .iter()
+                .map(|&(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "text/plain; charset=utf-8",
+                        schema: String::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(_registry: &mut poem_openapi::registry::Registry) {}
 }
 
 impl From<KeyStoreError> for ServiceError {

@@ -6,17 +6,25 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 use keystore::KeyStore;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+/// A readiness check of something beyond the key store and local tools
+/// (the gateway asks each routed service's `/ready` this way).
+pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, ReadyCheck> + Send + Sync>;
+
 /// What a service must have to be ready.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Readiness {
     /// The key store, if the service uses one.
     pub keystore: Option<KeyStore>,
     /// Vendor tools by name and path, e.g. ("sign-file", "/usr/lib/...").
     pub tools: Vec<(String, PathBuf)>,
+    /// Further checks, run concurrently.
+    pub probes: Vec<Probe>,
 }
 
 /// One readiness check's outcome.
@@ -76,6 +84,7 @@ impl Readiness {
                 },
             });
         }
+        checks.extend(futures_util::future::join_all(self.probes.iter().map(|probe| probe())).await);
         ReadyReport {
             ready: checks.iter().all(|c| c.ok),
             checks,
@@ -105,7 +114,8 @@ impl HealthApi {
         PlainText("ok\n")
     }
 
-    /// Readiness: the key store is reachable and the vendor tools are present.
+    /// Readiness: the key store is reachable, the vendor tools are present and
+    /// (on the gateway) every routed service is ready. 503 names what is not.
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self) -> ReadyResponse {
         let report = self.readiness.report().await;

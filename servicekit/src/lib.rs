@@ -8,11 +8,13 @@
 //! - [`archive`]: safe streaming extraction and repacking of gzip tarballs.
 //! - [`telemetry`]: structured logs with a request id on every line.
 //! - [`health`]: `GET /health` and `GET /ready`.
+//! - [`demo`]: a throwaway key store for `--demo`.
 //! - [`server`]: run an app on a listener until a shutdown signal.
 #![deny(missing_docs)]
 
 pub mod archive;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod health;
 pub mod server;

@@ -3,7 +3,8 @@
 //! Each request runs inside a `request` span carrying `request_id` (the
 //! client's `X-Request-Id` if it sent a sane one, else a fresh UUID), method
 //! and path, so every line logged while serving it names the request. The id
-//! is echoed back in the `X-Request-Id` response header. Blocking work must
+//! is echoed back in the `X-Request-Id` response header and set on the request,
+//! so the gateway forwards it to the service it routes to. Blocking work must
 //! re-enter the span (`Span::current()` captured before `spawn_blocking`).
 
 use std::time::Instant;
@@ -36,7 +37,7 @@ fn acceptable_id(id: &str) -> bool {
 
 /// Wraps an endpoint so each request gets an id, a span and a closing log line.
 pub fn with_request_id<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
-    ep.around(|ep, req: Request| async move {
+    ep.around(|ep, mut req: Request| async move {
         let id = req
             .header(REQUEST_ID_HEADER)
             .filter(|id| acceptable_id(id))
@@ -48,6 +49,11 @@ pub fn with_request_id<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = R
             method = %req.method(),
             path = %req.uri().path()
         );
+        // Put the id on the request itself so a proxy forwards it and the
+        // service behind the gateway logs the same id.
+        if let Ok(value) = id.parse() {
+            req.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
         async move {
             let started = Instant::now();
             let mut resp = ep.get_response(req).await.into_response();

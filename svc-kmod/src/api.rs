@@ -6,7 +6,7 @@ use keystore::{KeyFileName, KeyStore, Selector, SignType};
 use poem::Body;
 use poem_openapi::payload::Binary;
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::{ApiResponse, Multipart, OpenApi};
+use poem_openapi::{ApiResponse, Multipart, OpenApi, Tags};
 use servicekit::{ArchiveLimits, ServiceError, WorkDir};
 
 use crate::sign_tree::sign_tarball;
@@ -38,6 +38,13 @@ pub enum SignModulesResponse {
     ),
 }
 
+#[derive(Tags)]
+enum ApiTags {
+    /// Linux kernel module signing (`kernel-module-signing.bbclass`).
+    #[oai(rename = "kernel modules")]
+    KernelModules,
+}
+
 /// The kernel module signing API.
 pub struct KmodApi {
     keystore: KeyStore,
@@ -57,15 +64,15 @@ impl KmodApi {
     /// Sign kernel modules.
     ///
     /// Signs every regular `*.ko` file in the uploaded tarball with the
-    /// machine's `kmodsign` key, exactly as the kernel's `sign-file` would
-    /// (a module that is already signed has its signature replaced). Every
-    /// other entry is returned unchanged. Errors: 400 bad field or tarball,
-    /// 404 no `kmodsign` keys for the machine, 413 tarball over the limits,
-    /// 422 no `*.ko` in the tarball, 500 key store misconfigured, 503 key store
-    /// unreachable.
-    #[oai(path = "/sign/modules", method = "post")]
-    async fn sign_modules(&self, form: SignModulesForm) -> poem::Result<SignModulesResponse> {
-        Ok(self.sign(form).await?)
+    /// machine's `kmodsign` keys (`kernel-signkey.priv`, `kernel-signkey.x509`),
+    /// exactly as the kernel's `sign-file` would; a module that is already
+    /// signed has its signature replaced. Every other entry (directories,
+    /// symlinks, modes, mtimes) is returned unchanged. A tarball with no
+    /// `*.ko` at all is refused with 422. Client: Yocto's
+    /// `kernel-module-signing.bbclass`.
+    #[oai(path = "/sign/modules", method = "post", tag = "ApiTags::KernelModules")]
+    async fn sign_modules(&self, form: SignModulesForm) -> Result<SignModulesResponse, ServiceError> {
+        self.sign(form).await
     }
 }
 

@@ -25,7 +25,7 @@ pub use api::KmodApi;
 pub fn app(keystore: KeyStore, config: &ServiceConfig) -> impl Endpoint {
     let readiness = Readiness {
         keystore: Some(keystore.clone()),
-        tools: vec![],
+        ..Readiness::default()
     };
     let api = OpenApiService::new(
         (

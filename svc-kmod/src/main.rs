@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use servicekit::{ServerArgs, ServiceConfig};
-use svc_kmod::demo::DemoKeys;
+use servicekit::demo::DemoKeyStore;
 
 #[derive(Parser)]
 #[command(name = "svc-kmod", about = "digsig kernel module signing service")]
@@ -34,7 +34,8 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ServiceConfig::from_env()?;
     let demo = if args.demo {
-        let keys = DemoKeys::generate()?;
+        let keys = DemoKeyStore::create()?;
+        svc_kmod::demo::add_demo_keys(&keys)?;
         tracing::warn!("DEMO MODE: signing with THROWAWAY keys for machine 'demo' in {}; they vanish on exit", keys.uri());
         config.keyfile_uri = Some(keys.uri());
         Some(keys)

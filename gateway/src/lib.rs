@@ -1,0 +1,125 @@
+//! digsig's gateway: the `digsigserver` binary.
+//!
+//! One OpenAPI service (Swagger UI at `/docs`, the document at
+//! `/openapi.json`) made from the service crates' own API definitions. Each
+//! domain is served in-process unless `DIGSIGSERVER_<DOMAIN>_URL` routes it to
+//! its service; the document is the same either way.
+//!
+//! - [`domain`]: the signing domains and their upstream paths.
+//! - [`config`]: per-domain placement and timeouts.
+//! - [`mount`]: a domain's API, embedded or routed, under one description.
+//! - [`proxy`]: streaming a request to a service and its reply back.
+//! - [`readiness`]: routed services' readiness in the gateway's `/ready`.
+//! - [`not_built`]: 501 for upstream endpoints this build lacks.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod domain;
+pub mod mount;
+pub mod not_built;
+pub mod proxy;
+pub mod readiness;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use keystore::KeyStore;
+use poem::{Endpoint, Route};
+use poem_openapi::OpenApiService;
+use servicekit::{HealthApi, Readiness};
+use svc_kmod::KmodApi;
+
+pub use config::{GatewayConfig, Placement};
+pub use domain::Domain;
+
+use mount::Mount;
+use not_built::NotBuilt;
+use proxy::Upstream;
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A domain is served in-process but no key store is configured.
+    #[error("DIGSIGSERVER_KEYFILE_URI is not set: set it to file:///path/to/keys or s3://bucket/prefix (keys under <machine-or-distro>/<signtype>/), route every domain to its service with DIGSIGSERVER_<DOMAIN>_URL, or pass --demo for throwaway keys")]
+    NoKeyStore,
+}
+
+const DESCRIPTION: &str = "\
+Signing service for embedded-Linux build farms, wire-compatible with \
+[digsigserver](https://github.com/madisongh/digsigserver): POST an artifact as \
+multipart/form-data, get it back signed. Keys are looked up per request as \
+`<keyfile-uri>/<machine-or-distro>/<signtype>/<file>` and never leave the server.
+
+Errors are plain text saying what to fix. Besides the statuses listed per \
+endpoint, the gateway answers 501 for an upstream endpoint this build does not \
+include, 502 when a routed service breaks off, 503 when a routed service is \
+down and 504 when a request outlives its domain's timeout \
+(`DIGSIGSERVER_<DOMAIN>_TIMEOUT`, default 600 s).";
+
+/// Builds the gateway's routes from `config`. `keystore` serves the embedded
+/// domains; it may be `None` only when every built domain is routed.
+pub fn app(config: &GatewayConfig, keystore: Option<KeyStore>) -> Result<impl Endpoint, StartError> {
+    if config.has_embedded_domains() && keystore.is_none() {
+        return Err(StartError::NoKeyStore);
+    }
+    let client = Upstream::client();
+    let mut readiness = Readiness {
+        keystore: keystore.clone().filter(|_| config.has_embedded_domains()),
+        ..Readiness::default()
+    };
+    let mut upstream = |domain: Domain| -> Option<Arc<Upstream>> {
+        match &config.domain(domain).placement {
+            Placement::Embedded => None,
+            Placement::Routed(url) => {
+                let up = Arc::new(Upstream::new(
+                    domain,
+                    url.clone(),
+                    config.domain(domain).timeout,
+                    client.clone(),
+                ));
+                readiness.probes.push(readiness::probe(Arc::clone(&up), client.clone()));
+                Some(up)
+            }
+        }
+    };
+
+    let kmod = match upstream(Domain::Kmod) {
+        Some(up) => Mount::Routed(up),
+        None => Mount::Embedded {
+            api: KmodApi::new(
+                keystore.clone().expect("checked above"),
+                config.service.workdir_base.clone(),
+                config.service.archive_limits,
+            ),
+            domain: Domain::Kmod,
+            timeout: config.domain(Domain::Kmod).timeout,
+        },
+    };
+
+    let api = OpenApiService::new((kmod, HealthApi::new(readiness)), "digsig", env!("CARGO_PKG_VERSION"))
+        .description(DESCRIPTION)
+        .license(poem_openapi::LicenseObject::new("MIT"));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let mut route = Route::new();
+    for domain in Domain::ALL.into_iter().filter(|d| !d.is_built()) {
+        for path in domain.paths() {
+            route = route.at(*path, NotBuilt(domain));
+        }
+    }
+    Ok(route
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api))
+}
+
+/// Serves the gateway on `listener` until `shutdown`.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: GatewayConfig,
+    keystore: Option<KeyStore>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let app = app(&config, keystore).map_err(std::io::Error::other)?;
+    servicekit::serve(listener, app, shutdown).await
+}

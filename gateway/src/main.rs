@@ -1,0 +1,77 @@
+//! `digsigserver`: digsig's gateway, a drop-in for upstream's command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gateway::{Domain, GatewayConfig, Placement};
+use servicekit::demo::DemoKeyStore;
+use servicekit::ServerArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "digsigserver",
+    about = "digsig signing service: every domain in-process, or routed to its service by DIGSIGSERVER_<DOMAIN>_URL"
+)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Sign with THROWAWAY keys generated at start-up for machine/distro
+    /// `demo` (ignores DIGSIGSERVER_KEYFILE_URI). Never for production.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    servicekit::telemetry::init(args.server.debug);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("digsigserver: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = GatewayConfig::from_env()?;
+    let demo = if args.demo {
+        let keys = DemoKeyStore::create()?;
+        svc_kmod::demo::add_demo_keys(&keys)?;
+        eprintln!(
+            "\n  DEMO MODE: signing with THROWAWAY keys for machine/distro 'demo' in {}\n  \
+             They are generated now and deleted on exit. Never use them for anything you ship.\n",
+            keys.uri()
+        );
+        config.service.keyfile_uri = Some(keys.uri());
+        Some(keys)
+    } else {
+        None
+    };
+    let keystore = match &config.service.keyfile_uri {
+        Some(uri) if config.has_embedded_domains() => Some(keystore::KeyStore::open(uri).await?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
+    for domain in Domain::ALL.into_iter() {
+        let where_ = match &config.domain(domain).placement {
+            Placement::Routed(url) if domain.is_built() => format!("routed to {url}"),
+            Placement::Embedded if domain.is_built() => "in-process".to_string(),
+            Placement::Embedded => "not in this build (501)".to_string(),
+            Placement::Routed(url) => {
+                format!("not in this build (501); DIGSIGSERVER_{}_URL={url} is ignored", domain.env_name())
+            }
+        };
+        tracing::info!(domain = %domain, paths = ?domain.paths(), "{where_}");
+    }
+    tracing::info!(
+        address = %listener.local_addr()?,
+        keystore = %keystore.as_ref().map(|k| k.location()).unwrap_or_else(|| "none (all routed)".into()),
+        "digsigserver listening; Swagger UI at /docs"
+    );
+    gateway::run(listener, config, keystore, servicekit::shutdown_signal()).await?;
+    drop(demo);
+    Ok(())
+}
