@@ -9,12 +9,14 @@
 //! - [`telemetry`]: structured logs with a request id on every line.
 //! - [`health`]: `GET /health` and `GET /ready`.
 //! - [`demo`]: a throwaway key store for `--demo`.
+//! - [`drain`]: reading unread request bodies so early replies reach clients.
 //! - [`server`]: run an app on a listener until a shutdown signal.
 #![deny(missing_docs)]
 
 pub mod archive;
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod error;
 pub mod health;
 pub mod server;

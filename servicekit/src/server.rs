@@ -11,6 +11,7 @@ use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
 use poem::{EndpointExt, IntoEndpoint, Server};
 
+use crate::drain::drain_unread_body;
 use crate::telemetry::with_request_id;
 
 /// How long in-flight requests may run after shutdown is signalled. Signing
@@ -18,8 +19,9 @@ use crate::telemetry::with_request_id;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish (up to [`SHUTDOWN_GRACE`]). Every request gets a request id
-/// and a panic becomes a 500 (its work directory is still removed).
+/// requests finish (up to [`SHUTDOWN_GRACE`]). Every request gets a request id,
+/// a panic becomes a 500 (its work directory is still removed), and a body the
+/// handler did not read is drained so the client gets to read the reply.
 pub async fn serve<A>(
     listener: tokio::net::TcpListener,
     app: A,
@@ -29,7 +31,7 @@ where
     A: IntoEndpoint,
     A::Endpoint: 'static,
 {
-    let app = with_request_id(app.into_endpoint().with(CatchPanic::new()));
+    let app = with_request_id(drain_unread_body(app.into_endpoint().with(CatchPanic::new())));
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
         .await

@@ -1,0 +1,210 @@
+//! Starting the gateway on a loopback port for tests, and a client tree to
+//! sign the way the Yocto bbclass does.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use gateway::{Domain, GatewayConfig};
+
+use crate::kmod_common::*;
+
+/// A gateway serving real HTTP on a loopback port, stopped on drop.
+pub struct TestGateway {
+    pub url: String,
+    pub workdir_base: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Every built domain in-process, keys from `keyfile_uri`.
+    pub fn embedded(keyfile_uri: &str) -> Self {
+        Self::start(Some(keyfile_uri), |_| {})
+    }
+
+    /// Kernel modules routed to `service_url`, no key store of its own.
+    pub fn routed(service_url: &str) -> Self {
+        let url = reqwest::Url::parse(service_url).unwrap();
+        Self::start(None, move |c| c.route(Domain::Kmod, url))
+    }
+
+    /// A gateway whose configuration `adjust` finishes.
+    pub fn start(keyfile_uri: Option<&str>, adjust: impl FnOnce(&mut GatewayConfig)) -> Self {
+        let workdir_base = tempfile::tempdir().unwrap();
+        let mut config = GatewayConfig::from_lookup(|_| None).unwrap();
+        config.service.workdir_base = workdir_base.path().to_path_buf();
+        adjust(&mut config);
+        let uri = keyfile_uri.map(str::to_string);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let keystore = match uri {
+                    Some(uri) => Some(keystore::KeyStore::open(&uri).await.unwrap()),
+                    None => None,
+                };
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                gateway::run(listener, config, keystore, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let port = ready_rx.recv().expect("gateway did not start");
+        TestGateway {
+            url: format!("http://127.0.0.1:{port}"),
+            workdir_base,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub const KVER: &str = "6.1.0-gw";
+pub const MODULES: [&str; 2] = ["kernel/drivers/gw/gwnet.ko", "extra/gwvendor.ko"];
+
+/// `$PKGD/lib/modules/<ver>` with two modules, an index file and the usual
+/// dangling `build` symlink; packed as the bbclass packs it into `client/`.
+pub fn client_tree(tmp: &Path) -> std::path::PathBuf {
+    let pkgd = tmp.join("pkgd");
+    let base = pkgd.join("lib/modules").join(KVER);
+    for (i, rel) in MODULES.iter().enumerate() {
+        let path = base.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let name = Path::new(rel).file_stem().unwrap().to_str().unwrap();
+        std::fs::write(&path, make_module(tmp, name, &filler(40_000 * (i + 1), i as u64))).unwrap();
+    }
+    std::fs::write(base.join("modules.dep"), "extra/gwvendor.ko:\n").unwrap();
+    std::os::unix::fs::symlink("/usr/src/kernel", base.join("build")).unwrap();
+    let client = tmp.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&pkgd)
+        .args(["-c", "-z", "-f"])
+        .arg(client.join("modules-in.tar.gz"))
+        .arg("lib/modules"));
+    client
+}
+
+/// The bbclass's exact curl and tar calls against `server`, then each module
+/// checked: byte-identical to sign-file's output, and modinfo names the signer.
+pub fn sign_like_the_bbclass(server: &str, tmp: &Path, machine: &str, keys: &KeyPair, signer: &str) {
+    let client = tmp.join("client");
+    run(Command::new("curl")
+        .current_dir(&client)
+        .args(["--silent", "--fail", "-X", "POST", "-F"])
+        .arg(format!("machine={machine}"))
+        .args(["-F", "hashalg=sha512", "-F", "artifact=@modules-in.tar.gz", "--output", "modules-out.tar.gz"])
+        .arg(format!("{server}/sign/modules")));
+    let out = client.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    run(Command::new("tar")
+        .current_dir(&out)
+        .args(["-x", "--no-same-owner", "-f", "../modules-out.tar.gz", "./lib/modules"]));
+    let before = tmp.join("pkgd/lib/modules").join(KVER);
+    let after = out.join("lib/modules").join(KVER);
+    for rel in MODULES {
+        let original = std::fs::read(before.join(rel)).unwrap();
+        let reference = sign_file(tmp, "sha512", &keys.key_pem, &keys.cert_pem, &original);
+        assert_eq!(std::fs::read(after.join(rel)).unwrap(), reference, "{rel} differs from sign-file's");
+        assert_eq!(modinfo(&after.join(rel), "signer"), signer);
+        assert_eq!(modinfo(&after.join(rel), "sig_hashalgo"), "sha512");
+    }
+    assert_eq!(std::fs::read(after.join("modules.dep")).unwrap(), b"extra/gwvendor.ko:\n");
+    assert_eq!(std::fs::read_link(after.join("build")).unwrap(), Path::new("/usr/src/kernel"));
+}
+
+/// `curl url` with extra `args`: status, headers (lower-case names) and body.
+pub fn curl(url: &str, args: &[&str]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (body, head) = (dir.path().join("body"), dir.path().join("head"));
+    let out = run(Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "30"])
+        .args(args)
+        .arg("--output")
+        .arg(&body)
+        .arg("--dump-header")
+        .arg(&head)
+        .args(["--write-out", "%{http_code}"])
+        .arg(url));
+    let status = String::from_utf8(out).unwrap().trim().parse().unwrap();
+    let headers = std::fs::read_to_string(&head)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, std::fs::read(&body).unwrap_or_default())
+}
+
+/// The value of header `name` in `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A raw HTTP exchange: sends `request`, returns everything the server sent
+/// until it closed (bounded by `timeout`).
+pub fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// A stand-in service that accepts one connection, records how many request
+/// bytes arrived before the peer closed (or `wait` passed), and never answers.
+/// Used to see what the gateway does to the upstream connection.
+pub struct SilentService {
+    pub url: String,
+    received: std::sync::mpsc::Receiver<(usize, bool)>,
+}
+
+impl SilentService {
+    pub fn start(wait: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(wait)).unwrap();
+            let mut total = 0;
+            let mut buf = [0u8; 64 * 1024];
+            let closed = loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                    Err(_) => break false, // timed out: still open
+                }
+            };
+            let _ = tx.send((total, closed));
+        });
+        Self { url, received }
+    }
+
+    /// (bytes received, whether the gateway closed the connection).
+    pub fn outcome(&self, within: Duration) -> (usize, bool) {
+        self.received.recv_timeout(within).expect("stand-in service saw no connection")
+    }
+}

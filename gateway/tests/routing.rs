@@ -1,0 +1,255 @@
+//! The gateway over real HTTP on loopback: kernel modules signed the Yocto
+//! bbclass's way in-process and routed to a real svc-kmod, replies passed
+//! through unchanged, and what happens when the service is down, slow, or
+//! the client goes away.
+
+#[path = "../../svc-kmod/tests/common/mod.rs"]
+mod kmod_common;
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use gateway::Domain;
+use harness::*;
+use kmod_common::*;
+
+fn keystore(tmp: &std::path::Path, machine: &str, cn: &str) -> (String, KeyPair) {
+    let root = tmp.join("keys");
+    let keys = kmod_keystore(&root, machine, KeyKind::Rsa(2048), cn);
+    (format!("file://{}", root.display()), keys)
+}
+
+#[test]
+fn embedded_mode_signs_modules_the_bbclass_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (uri, keys) = keystore(tmp.path(), "jetson-orin", "gateway embedded");
+    let gw = TestGateway::embedded(&uri);
+    client_tree(tmp.path());
+    sign_like_the_bbclass(&gw.url, tmp.path(), "jetson-orin", &keys, "gateway embedded");
+}
+
+#[test]
+fn routed_mode_signs_modules_the_bbclass_way_and_passes_replies_through_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (uri, keys) = keystore(tmp.path(), "jetson-orin", "gateway routed");
+    let service = TestServer::start(&uri, None);
+    let gw = TestGateway::routed(&service.url);
+    let client = client_tree(tmp.path());
+    sign_like_the_bbclass(&gw.url, tmp.path(), "jetson-orin", &keys, "gateway routed");
+
+    // Status, headers that describe the content, and body reach the client
+    // as the service sent them: a success and several failures.
+    let artifact = format!("artifact=@{}", client.join("modules-in.tar.gz").display());
+    let not_gzip = format!("artifact=@{}", client.join("pkgd-missing").display());
+    std::fs::write(client.join("pkgd-missing"), b"not a tarball").unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["machine=jetson-orin".into(), artifact.clone()],
+        vec!["machine=jetson-orin".into(), not_gzip],
+        vec!["machine=no-such-machine".into(), artifact.clone()],
+        vec!["machine=../etc".into(), artifact.clone()],
+        vec!["machine=jetson-orin".into(), "hashalg=md5".into(), artifact.clone()],
+        vec!["machine=jetson-orin".into()],
+    ];
+    for fields in cases {
+        let mut args = vec!["-X", "POST"];
+        for f in &fields {
+            args.push("-F");
+            args.push(f);
+        }
+        let (direct_status, direct_headers, direct_body) =
+            curl(&format!("{}/sign/modules", service.url), &args);
+        let (status, headers, body) = curl(&format!("{}/sign/modules", gw.url), &args);
+        assert_eq!(status, direct_status, "{fields:?}: {}", String::from_utf8_lossy(&body));
+        for name in ["content-type", "content-disposition"] {
+            assert_eq!(header(&headers, name), header(&direct_headers, name), "{fields:?}: {name}");
+        }
+        if status == 200 {
+            // Signatures are deterministic (RSA PKCS#1 v1.5): same tarball
+            // content; compare the unpacked listings and sizes.
+            let list = |bytes: &[u8]| {
+                let p = tmp.path().join("reply.tar.gz");
+                std::fs::write(&p, bytes).unwrap();
+                run(std::process::Command::new("tar").arg("-tvzf").arg(&p))
+            };
+            assert_eq!(list(&body), list(&direct_body));
+        } else {
+            assert_eq!(body, direct_body, "{fields:?}");
+        }
+    }
+    assert!(service.leftovers().is_empty(), "service work dirs left: {:?}", service.leftovers());
+}
+
+#[test]
+fn openapi_document_is_the_same_in_both_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (uri, _) = keystore(tmp.path(), "m", "spec");
+    let service = TestServer::start(&uri, None);
+    let embedded = TestGateway::embedded(&uri);
+    let routed = TestGateway::routed(&service.url);
+    let (s1, _, a) = curl(&format!("{}/openapi.json", embedded.url), &[]);
+    let (s2, _, b) = curl(&format!("{}/openapi.json", routed.url), &[]);
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+}
+
+#[test]
+fn a_service_that_is_down_gets_a_fast_503_naming_the_domain() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gw = TestGateway::routed(&format!("http://127.0.0.1:{port}"));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
+    let started = Instant::now();
+    let reply = curl_post(&format!("{}/sign/modules", gw.url), &["machine=m", "artifact=@a.tar.gz"], tmp.path());
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("kmod service") && reply.text().contains("DIGSIGSERVER_KMOD_URL"), "{}", reply.text());
+
+    let (status, _, body) = curl(&format!("{}/ready", gw.url), &[]);
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("service kmod") && body.contains("not reachable"), "{body}");
+    // Liveness is the gateway's own and stays up.
+    assert_eq!(curl(&format!("{}/health", gw.url), &[]).0, 200);
+}
+
+#[test]
+fn ready_reports_a_routed_service_that_is_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (uri, _) = keystore(tmp.path(), "m", "ready");
+    let service = TestServer::start(&uri, None);
+    let gw = TestGateway::routed(&service.url);
+    let (status, _, body) = curl(&format!("{}/ready", gw.url), &[]);
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("service kmod") && body.contains("is ready"), "{body}");
+}
+
+#[test]
+fn a_slow_service_gets_a_504_after_the_domain_timeout_and_its_connection_closed() {
+    let silent = SilentService::start(Duration::from_secs(10));
+    let url = reqwest::Url::parse(&silent.url).unwrap();
+    let gw = TestGateway::start(None, |c| {
+        c.route(Domain::Kmod, url);
+        c.set_timeout(Domain::Kmod, Duration::from_secs(1));
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
+    let started = Instant::now();
+    let reply = curl_post(&format!("{}/sign/modules", gw.url), &["machine=m", "artifact=@a.tar.gz"], tmp.path());
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert!(reply.text().contains("DIGSIGSERVER_KMOD_TIMEOUT"), "{}", reply.text());
+    let (_, closed) = silent.outcome(Duration::from_secs(15));
+    assert!(closed, "the gateway left the upstream connection open after timing out");
+}
+
+/// Sends the head of a large multipart upload and hangs up.
+fn abandon_upload(gateway_url: &str) {
+    let addr = gateway_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /sign/modules HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"machine\"\r\n\r\nm\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"a.tar.gz\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+        50 << 20
+    );
+    use std::io::Write;
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![0x1f; 1 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stream);
+}
+
+#[test]
+fn a_client_hanging_up_mid_upload_cancels_the_upstream_request() {
+    let silent = SilentService::start(Duration::from_secs(10));
+    let gw = TestGateway::routed(&silent.url);
+    abandon_upload(&gw.url);
+    let (received, closed) = silent.outcome(Duration::from_secs(15));
+    assert!(closed, "upstream connection still open 10 s after the client left");
+    assert!(received < 50 << 20, "upstream got {received} bytes, more than the client sent");
+    assert!(received > 1 << 19, "upstream got only {received} bytes: the upload did not stream through");
+}
+
+#[test]
+fn a_client_hanging_up_mid_upload_leaves_nothing_in_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (uri, keys) = keystore(tmp.path(), "m", "hang-up");
+    let service = TestServer::start(&uri, None);
+    let gw = TestGateway::routed(&service.url);
+    abandon_upload(&gw.url);
+    assert!(service.leftovers().is_empty(), "service work dirs left: {:?}", service.leftovers());
+    // And the service still signs afterwards.
+    client_tree(tmp.path());
+    sign_like_the_bbclass(&gw.url, tmp.path(), "m", &keys, "hang-up");
+}
+
+#[test]
+fn domains_this_build_lacks_answer_501_saying_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (uri, _) = keystore(tmp.path(), "m", "501");
+    let gw = TestGateway::embedded(&uri);
+    for domain in Domain::ALL.into_iter().filter(|d| !d.is_built()) {
+        for path in domain.paths() {
+            let reply = curl_post(&format!("{}{path}", gw.url), &["machine=m"], tmp.path());
+            assert_eq!(reply.status, 501, "{path}: {}", reply.text());
+            assert!(reply.text().contains(&format!("{domain} domain")), "{path}: {}", reply.text());
+        }
+    }
+    assert_eq!(curl(&format!("{}/sign/nothing", gw.url), &["-X", "POST"]).0, 404);
+}
+
+#[test]
+fn embedded_domains_without_a_key_store_refuse_to_start() {
+    let config = gateway::GatewayConfig::from_lookup(|_| None).unwrap();
+    let err = gateway::app(&config, None).err().expect("started without keys");
+    assert!(err.to_string().contains("DIGSIGSERVER_KEYFILE_URI"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_digsigserver"))
+        .args(["--address", "127.0.0.1", "--port", "0"])
+        .env_remove("DIGSIGSERVER_KEYFILE_URI")
+        .env_remove("DIGSIGSERVER_KMOD_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("DIGSIGSERVER_KEYFILE_URI is not set") && stderr.contains("--demo"), "{stderr}");
+}
+
+#[test]
+fn the_binary_with_demo_keys_signs_for_machine_demo() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_digsigserver"))
+        .args(["--demo", "--address", "127.0.0.1", "--port", &port.to_string()])
+        .env_remove("DIGSIGSERVER_KEYFILE_URI")
+        .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "digsigserver --demo did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = client_tree(tmp.path());
+    let reply = curl_post(
+        &format!("{url}/sign/modules"),
+        &["machine=demo", "artifact=@modules-in.tar.gz"],
+        &client,
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    std::fs::write(client.join("out.tar.gz"), &reply.body).unwrap();
+    run(std::process::Command::new("tar").current_dir(&client).args(["-xzf", "out.tar.gz"]));
+    let signed = client.join("lib/modules").join(KVER).join(MODULES[0]);
+    assert!(modinfo(&signed, "signer").contains("THROWAWAY"), "{}", modinfo(&signed, "signer"));
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap();
+    assert!(stderr.contains("DEMO MODE") && stderr.contains("THROWAWAY"), "{stderr}");
+}
