@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 
 use keystore::KeyStore;
 use poem_openapi::payload::{Json, PlainText};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 /// A readiness check of something beyond the key store and local tools
 /// (the gateway asks each routed service's `/ready` this way).
@@ -92,6 +92,13 @@ impl Readiness {
     }
 }
 
+#[derive(Tags)]
+enum HealthTags {
+    /// Liveness and readiness, for orchestrators and load balancers.
+    #[oai(rename = "health")]
+    Health,
+}
+
 /// The health endpoints, to be combined with a service's own API.
 pub struct HealthApi {
     readiness: Arc<Readiness>,
@@ -109,14 +116,14 @@ impl HealthApi {
 #[OpenApi]
 impl HealthApi {
     /// Liveness: the process is up and answering.
-    #[oai(path = "/health", method = "get")]
+    #[oai(path = "/health", method = "get", tag = "HealthTags::Health")]
     async fn health(&self) -> PlainText<&'static str> {
         PlainText("ok\n")
     }
 
     /// Readiness: the key store is reachable, the vendor tools are present and
     /// (on the gateway) every routed service is ready. 503 names what is not.
-    #[oai(path = "/ready", method = "get")]
+    #[oai(path = "/ready", method = "get", tag = "HealthTags::Health")]
     async fn ready(&self) -> ReadyResponse {
         let report = self.readiness.report().await;
         if report.ready {

@@ -22,9 +22,15 @@ pub struct SignModulesForm {
     /// Machine name; keys come from `<keyfile-uri>/<machine>/kmodsign/`.
     machine: String,
     /// Hash algorithm for the signatures; default `sha512`.
-    hashalg: Option<HashAlg>,
+    #[oai(default = "default_hashalg")]
+    hashalg: HashAlg,
     /// gzip-compressed tarball of a tree of kernel modules (e.g. `lib/modules/...`).
     artifact: Upload,
+}
+
+/// Upstream's default, and the bbclass's.
+fn default_hashalg() -> HashAlg {
+    HashAlg::Sha512
 }
 
 /// Replies of `POST /sign/modules`.
@@ -80,7 +86,7 @@ impl KmodApi {
     async fn sign(&self, form: SignModulesForm) -> Result<SignModulesResponse, ServiceError> {
         let started = std::time::Instant::now();
         let machine = Selector::parse(&form.machine)?;
-        let hash = form.hashalg.unwrap_or(HashAlg::Sha512);
+        let hash = form.hashalg;
         let key = self
             .keystore
             .fetch(&machine, SignType::Kmod, &KeyFileName::parse("kernel-signkey.priv")?)

@@ -1,0 +1,108 @@
+//! The OpenAPI document checked by a real validator, and Swagger UI rendered
+//! by a real browser (Debian's chromium, headless).
+
+#[path = "../../svc-kmod/tests/common/mod.rs"]
+mod kmod_common;
+mod harness;
+
+use std::process::Command;
+
+use gateway::Domain;
+use harness::*;
+use kmod_common::*;
+
+fn gateway(tmp: &std::path::Path) -> TestGateway {
+    let root = tmp.join("keys");
+    kmod_keystore(&root, "m", KeyKind::Rsa(2048), "openapi");
+    TestGateway::embedded(&format!("file://{}", root.display()))
+}
+
+#[test]
+fn the_document_is_valid_openapi_3_and_describes_every_built_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = gateway(tmp.path());
+    let (status, _, body) = curl(&format!("{}/openapi.json", gw.url), &[]);
+    assert_eq!(status, 200);
+    let spec_path = tmp.path().join("openapi.json");
+    std::fs::write(&spec_path, &body).unwrap();
+    let out = Command::new("openapi-spec-validator")
+        .arg(&spec_path)
+        .output()
+        .expect("openapi-spec-validator (PyPI) is not installed; scripts/test installs it");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejected the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = spec["paths"].as_object().unwrap();
+    for domain in Domain::ALL.into_iter().filter(|d| d.is_built()) {
+        for path in domain.paths() {
+            assert!(paths[*path]["post"].is_object(), "{path} missing from the document");
+        }
+    }
+    assert!(paths["/health"]["get"].is_object() && paths["/ready"]["get"].is_object());
+
+    // The module form: fields, which are required, allowed values, default.
+    let op = &paths["/sign/modules"]["post"];
+    let form = &op["requestBody"]["content"]["multipart/form-data"]["schema"];
+    let required: Vec<&str> = form["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(required.contains(&"machine") && required.contains(&"artifact") && !required.contains(&"hashalg"), "{required:?}");
+    assert_eq!(form["properties"]["artifact"]["format"], "binary");
+    let hashalg = &form["properties"]["hashalg"];
+    assert_eq!(hashalg["default"], "sha512", "{hashalg}");
+    let reference = hashalg["$ref"].as_str().or(hashalg["allOf"][0]["$ref"].as_str());
+    let hashalg = match reference {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => hashalg,
+    };
+    assert_eq!(hashalg["enum"], serde_json::json!(["sha256", "sha384", "sha512"]), "{hashalg}");
+    // Replies: the signed tarball and every error status.
+    let responses = op["responses"].as_object().unwrap();
+    assert!(responses["200"]["content"]["application/octet-stream"].is_object());
+    for status in ["400", "404", "413", "422", "500", "503"] {
+        assert!(responses.contains_key(status), "status {status} not documented");
+    }
+}
+
+#[test]
+fn swagger_ui_renders_the_endpoints_in_a_real_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = gateway(tmp.path());
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("chromium is not installed; scripts/test installs Debian's chromium");
+    let headless = |extra: &[&str]| {
+        let out = Command::new(chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            .args(["--virtual-time-budget=15000", "--window-size=1280,1400"])
+            .arg(format!("--user-data-dir={}", tmp.path().join("profile").display()))
+            .args(extra)
+            .arg(format!("{}/docs", gw.url))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    // The DOM after Swagger UI's script has fetched /openapi.json and drawn
+    // one block per operation.
+    let dom = String::from_utf8(headless(&["--dump-dom"])).unwrap();
+    for path in ["/sign/modules", "/health", "/ready"] {
+        assert!(
+            dom.contains(&format!("class=\"opblock-summary-path\" data-path=\"{path}\"")),
+            "Swagger UI did not render {path}"
+        );
+    }
+    assert!(dom.contains("opblock opblock-post"), "no POST operation block rendered");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swagger-ui.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("no screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "screenshot is not a real PNG");
+    eprintln!("Swagger UI screenshot: {}", shot.display());
+}
