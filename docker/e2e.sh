@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# End-to-end check of the container images and compose.yaml: builds the images
+# (offline path: local base image, host-built binaries), brings the stack up,
+# signs with the real client calls against the gateway on port 9999 and checks
+# the outputs with independent tools, stops a service to see its domain fail
+# cleanly and recover, then tears everything down. Prints a PASS/FAIL line per
+# check and a closing "N passed, M failed".
+# Usage: docker/e2e.sh      (as root or a docker user; needs curl, cc, tar,
+#                            openssl, modinfo and the kernel's sign-file)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SIGN_FILE=/usr/lib/linux-kbuild-6.1/scripts/sign-file
+export COMPOSE_PROJECT_NAME=digsig-e2e
+export DIGSIG_PORT=${DIGSIG_PORT:-9999}
+GW=http://127.0.0.1:$DIGSIG_PORT
+passed=0 failed=0
+check() { # check NAME COMMAND...: runs COMMAND, prints PASS/FAIL
+  local name=$1; shift
+  local out
+  if out=$("$@" 2>&1); then
+    echo "PASS  $name"; passed=$((passed + 1))
+  else
+    echo "FAIL  $name"; printf '      %s\n' "${out//$'\n'/$'\n'      }" | tail -15; failed=$((failed + 1))
+  fi
+}
+finish() {
+  docker/compose down -v --remove-orphans >/dev/null 2>&1
+  rm -rf "$work"
+  echo "e2e: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
+work=$(mktemp -d /tmp/digsig-e2e.XXXXXX)
+trap 'finish; exit $?' EXIT
+
+echo "== building images"
+docker/build-prebuilt.sh || { echo "FAIL  images build"; failed=$((failed + 1)); exit 1; }
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^digsig/' | sed 's/^/      image /'
+
+# Keys for machine "e2e", readable by the services' user (uid 10001) only.
+keys=$work/keys/e2e/kmodsign
+mkdir -p "$keys"
+openssl req -new -x509 -nodes -days 2 -newkey rsa:2048 -subj "/CN=digsig e2e" \
+  -keyout "$keys/kernel-signkey.priv" -out "$keys/kernel-signkey.x509" 2>/dev/null
+if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$work/keys"; chmod -R go-rwx "$work/keys"; else chmod -R a+rX "$work/keys"; fi
+export DIGSIG_KEYS_DIR=$work/keys
+
+# A module tree as a kernel package has it.
+pkgd=$work/pkgd; mod=$pkgd/lib/modules/6.1.0-e2e/kernel/e2e.ko
+mkdir -p "$(dirname "$mod")"
+printf 'static const char l[] __attribute__((used, section(".modinfo"), aligned(1))) = "license=GPL";\nint init_module(void) { return 0; }\n' > "$work/m.c"
+cc -c -o "$mod" "$work/m.c"
+ln -s /usr/src/kernel "$pkgd/lib/modules/6.1.0-e2e/build"
+cp "$mod" "$work/reference.ko"
+"$SIGN_FILE" sha512 "$keys/kernel-signkey.priv" "$keys/kernel-signkey.x509" "$work/reference.ko"
+tar -C "$pkgd" -c -z -f "$work/modules-in.tar.gz" lib/modules
+
+echo "== starting the stack"
+docker/compose up -d >/dev/null 2>"$work/up.log" || { cat "$work/up.log"; echo "FAIL  compose up"; failed=$((failed + 1)); exit 1; }
+wait_ready() { for _ in $(seq 1 120); do curl -sf "$GW/ready" >/dev/null && return 0; sleep 0.5; done; curl -s "$GW/ready"; return 1; }
+check "gateway ready on :$DIGSIG_PORT with svc-kmod routed" wait_ready
+
+sign_modules() { # the kernel-module-signing.bbclass calls, then the checks
+  local out=$work/out-$1; rm -rf "$out"; mkdir -p "$out"
+  ( cd "$work" && curl --silent --fail -X POST -F "machine=e2e" -F "hashalg=sha512" \
+      -F "artifact=@modules-in.tar.gz" --output "out-$1.tar.gz" "$GW/sign/modules" ) || return 1
+  tar -C "$out" -x --no-same-owner -f "$work/out-$1.tar.gz" ./lib/modules || return 1
+  local signed=$out/lib/modules/6.1.0-e2e/kernel/e2e.ko
+  cmp "$signed" "$work/reference.ko" || { echo "differs from sign-file's output"; return 1; }
+  [ "$(modinfo -F signer "$signed")" = "digsig e2e" ] || { modinfo "$signed"; return 1; }
+  [ "$(readlink "$out/lib/modules/6.1.0-e2e/build")" = /usr/src/kernel ]
+}
+check "sign modules through the gateway (bbclass calls; byte-identical to sign-file; modinfo signer)" sign_modules first
+
+openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
+check "OpenAPI document and Swagger UI served" openapi_lists_modules
+not_published() {
+  local bindings; bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$(docker/compose ps -q svc-kmod)")
+  echo "port bindings: $bindings"; [ "$bindings" = "{}" ] || [ "$bindings" = "null" ]
+}
+check "svc-kmod is not published on the host" not_published
+non_root() {
+  for s in gateway svc-kmod; do
+    [ "$(docker inspect -f '{{.Config.User}}' "$(docker/compose ps -q $s)")" = digsig ] || { echo "$s runs as root"; return 1; }
+  done
+}
+check "containers run as the unprivileged user" non_root
+healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(docker/compose ps -q "$1")")" = healthy ]; }
+check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod"
+
+echo "== stopping svc-kmod"
+docker/compose stop svc-kmod >/dev/null 2>&1
+fast_503() {
+  local start end code
+  start=$(date +%s%N)
+  code=$(cd "$work" && curl -s -o body -w '%{http_code}' -X POST -F machine=e2e -F artifact=@modules-in.tar.gz "$GW/sign/modules")
+  end=$(date +%s%N)
+  echo "status $code after $(( (end - start) / 1000000 )) ms: $(cat "$work/body")"
+  [ "$code" = 503 ] && grep -q "kmod service" "$work/body" && [ $(( (end - start) / 1000000 )) -lt 3000 ]
+}
+check "kernel modules: 503 naming the domain within 3 s while svc-kmod is down" fast_503
+ready_names_kmod() { local b; b=$(curl -s -w ' %{http_code}' "$GW/ready"); echo "$b"; [[ $b == *"service kmod"* && $b == *" 503" ]]; }
+check "/ready is 503 naming service kmod" ready_names_kmod
+others_still_answer() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/health")" = 200 ] &&
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F distro=x "$GW/sign/swupdate")" = 501 ]
+}
+check "the gateway and its other domains keep answering (health 200; unbuilt domains 501)" others_still_answer
+
+echo "== starting svc-kmod again"
+docker/compose start svc-kmod >/dev/null 2>&1
+check "svc-kmod recovers without restarting the gateway" wait_ready
+check "sign modules through the gateway after recovery" sign_modules again
