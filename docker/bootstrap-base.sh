@@ -26,8 +26,19 @@ echo "debootstrapping bookworm (minbase) from $mirror into $root ..."
 debootstrap --variant=minbase --include=ca-certificates,libssl3 bookworm "$root" "$mirror" >"$root.log" 2>&1 \
   || { tail -30 "$root.log" >&2; exit 1; }
 rm -f "$root.log"
-# Trim what the official slim image trims: docs, man pages, apt caches.
+# Trim what the official slim image trims (docs, man pages, translations, apt
+# caches), and tell dpkg to keep them out of later installs too.
+cat > "$root"/etc/dpkg/dpkg.cfg.d/slim <<'CFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+CFG
+find "$root"/usr/share/doc -mindepth 2 ! -name copyright ! -type d -delete
+find "$root"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
-       "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*
+       "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*
 tar --numeric-owner -C "$root" -c . | docker import --change 'CMD ["bash"]' - "$tag" >/dev/null
 echo "made $tag: $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"

@@ -10,5 +10,6 @@ docker/bootstrap-base.sh
 cargo build --release --locked -p gateway -p svc-kmod
 mkdir -p docker/prebuilt
 cp target/release/digsigserver target/release/svc-kmod docker/prebuilt/
+strip docker/prebuilt/*   # the base image has no binutils; strip here
 export DIGSIG_BUILDER_IMAGE=debian:bookworm-slim DIGSIG_PREBUILT=docker/prebuilt
 docker/compose build

@@ -86,7 +86,15 @@ non_root() {
   done
 }
 check "containers run as the unprivileged user" non_root
-healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(docker/compose ps -q "$1")")" = healthy ]; }
+healthy() { # the first check runs a few seconds after start
+  local state
+  for _ in $(seq 1 40); do
+    state=$(docker inspect -f '{{.State.Health.Status}}' "$(docker/compose ps -q "$1")")
+    [ "$state" = healthy ] && return 0
+    sleep 0.5
+  done
+  echo "$1 is $state"; return 1
+}
 check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod"
 
 echo "== stopping svc-kmod"
