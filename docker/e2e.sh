@@ -43,6 +43,14 @@ keys=$work/keys/e2e/kmodsign
 mkdir -p "$keys"
 openssl req -new -x509 -nodes -days 2 -newkey rsa:2048 -subj "/CN=digsig e2e" \
   -keyout "$keys/kernel-signkey.priv" -out "$keys/kernel-signkey.x509" 2>/dev/null
+swu=$work/keys/e2e/swupdate
+mkdir -p "$swu"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$swu/rsa-private.key" 2>/dev/null
+openssl req -new -x509 -nodes -days 2 -newkey rsa:2048 -subj "/CN=digsig e2e cms" \
+  -keyout "$swu/cms-private.key" -out "$swu/cms.cert" 2>/dev/null
+printf 'software = { version = "1.0.0"; };\n' > "$work/sw-description"
+openssl dgst -sha256 -sign "$swu/rsa-private.key" -out "$work/reference.sig" "$work/sw-description"
+cp "$swu/cms.cert" "$work/cms.cert"
 if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$work/keys"; chmod -R go-rwx "$work/keys"; else chmod -R a+rX "$work/keys"; fi
 export DIGSIG_KEYS_DIR=$work/keys
 
@@ -59,7 +67,7 @@ tar -C "$pkgd" -c -z -f "$work/modules-in.tar.gz" lib/modules
 echo "== starting the stack"
 docker/compose up -d >/dev/null 2>"$work/up.log" || { cat "$work/up.log"; echo "FAIL  compose up"; failed=$((failed + 1)); exit 1; }
 wait_ready() { for _ in $(seq 1 120); do curl -sf "$GW/ready" >/dev/null && return 0; sleep 0.5; done; curl -s "$GW/ready"; return 1; }
-check "gateway ready on :$DIGSIG_PORT with svc-kmod routed" wait_ready
+check "gateway ready on :$DIGSIG_PORT with svc-kmod and svc-update routed" wait_ready
 
 sign_modules() { # the kernel-module-signing.bbclass calls, then the checks
   local out=$work/out-$1; rm -rf "$out"; mkdir -p "$out"
@@ -73,15 +81,29 @@ sign_modules() { # the kernel-module-signing.bbclass calls, then the checks
 }
 check "sign modules through the gateway (bbclass calls; byte-identical to sign-file; modinfo signer)" sign_modules first
 
+sign_swupdate() { # the swupdate class's calls, checked with openssl
+  ( cd "$work" && curl --silent --fail -X POST -F "distro=e2e" -F "method=RSA" \
+      -F "sw-description=@sw-description" --output rsa.sig "$GW/sign/swupdate" ) || return 1
+  cmp "$work/rsa.sig" "$work/reference.sig" || { echo "differs from openssl dgst -sha256 -sign"; return 1; }
+  ( cd "$work" && curl --silent --fail -X POST -F "distro=e2e" -F "method=CMS" \
+      -F "sw-description=@sw-description" --output cms.sig "$GW/sign/swupdate" ) || return 1
+  openssl cms -verify -binary -inform DER -in "$work/cms.sig" -content "$work/sw-description" \
+    -CAfile "$work/cms.cert" -purpose any -out /dev/null
+}
+check "sign sw-description through the gateway (RSA byte-identical to openssl dgst; CMS verifies with openssl cms)" sign_swupdate
+
 openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
 check "OpenAPI document and Swagger UI served" openapi_lists_modules
 not_published() {
-  local bindings; bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$(docker/compose ps -q svc-kmod)")
-  echo "port bindings: $bindings"; [ "$bindings" = "{}" ] || [ "$bindings" = "null" ]
+  local s bindings
+  for s in svc-kmod svc-update; do
+    bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$(docker/compose ps -q $s)")
+    echo "$s port bindings: $bindings"; [ "$bindings" = "{}" ] || [ "$bindings" = "null" ] || return 1
+  done
 }
-check "svc-kmod is not published on the host" not_published
+check "the services are not published on the host" not_published
 non_root() {
-  for s in gateway svc-kmod; do
+  for s in gateway svc-kmod svc-update; do
     [ "$(docker inspect -f '{{.Config.User}}' "$(docker/compose ps -q $s)")" = digsig ] || { echo "$s runs as root"; return 1; }
   done
 }
@@ -95,7 +117,7 @@ healthy() { # the first check runs a few seconds after start
   done
   echo "$1 is $state"; return 1
 }
-check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod"
+check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-update"
 
 echo "== stopping svc-kmod"
 docker/compose stop svc-kmod >/dev/null 2>&1
@@ -112,9 +134,10 @@ ready_names_kmod() { local b; b=$(curl -s -w ' %{http_code}' "$GW/ready"); echo 
 check "/ready is 503 naming service kmod" ready_names_kmod
 others_still_answer() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/health")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F distro=x "$GW/sign/swupdate")" = 501 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F distro=x "$GW/sign/mender")" = 501 ]
 }
-check "the gateway and its other domains keep answering (health 200; unbuilt domains 501)" others_still_answer
+check "the gateway and its other domains keep answering (health 200; unbuilt endpoints 501)" others_still_answer
+check "update packages keep being signed while svc-kmod is down" sign_swupdate
 
 echo "== starting svc-kmod again"
 docker/compose start svc-kmod >/dev/null 2>&1

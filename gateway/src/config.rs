@@ -150,7 +150,13 @@ mod tests {
         );
         assert_eq!(c.domain(Domain::Kmod).timeout, Duration::from_secs(30));
         assert_eq!(c.domain(Domain::Imx).placement, Placement::Embedded);
-        assert!(!c.has_embedded_domains(), "kmod is the only built domain");
+        assert!(c.has_embedded_domains(), "update is built and still embedded");
+        let all_routed = config(&[
+            ("DIGSIGSERVER_KMOD_URL", "http://svc-kmod:8080"),
+            ("DIGSIGSERVER_UPDATE_URL", "http://svc-update:8080"),
+        ])
+        .unwrap();
+        assert!(!all_routed.has_embedded_domains(), "unbuilt domains need no key store");
     }
 
     #[test]

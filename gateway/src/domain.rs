@@ -61,9 +61,11 @@ impl Domain {
     }
 
     /// Whether this build of digsig can serve the domain in-process (its
-    /// service crate exists and is linked into the gateway).
+    /// service crate exists and is linked into the gateway). A built domain
+    /// may still lack some of upstream's endpoints (see [`Domain::paths`]);
+    /// those answer 501.
     pub fn is_built(self) -> bool {
-        matches!(self, Domain::Kmod)
+        matches!(self, Domain::Kmod | Domain::Update)
     }
 }
 

@@ -28,6 +28,7 @@ use poem::{Endpoint, Route};
 use poem_openapi::OpenApiService;
 use servicekit::{HealthApi, Readiness};
 use svc_kmod::KmodApi;
+use svc_update::UpdateApi;
 
 pub use config::{GatewayConfig, Placement};
 pub use domain::Domain;
@@ -95,15 +96,30 @@ pub fn app(config: &GatewayConfig, keystore: Option<KeyStore>) -> Result<impl En
             timeout: config.domain(Domain::Kmod).timeout,
         },
     };
+    let update = match upstream(Domain::Update) {
+        Some(up) => Mount::Routed(up),
+        None => Mount::Embedded {
+            api: UpdateApi::new(keystore.clone().expect("checked above")),
+            domain: Domain::Update,
+            timeout: config.domain(Domain::Update).timeout,
+        },
+    };
 
-    let api = OpenApiService::new((kmod, HealthApi::new(readiness)), "digsig", env!("CARGO_PKG_VERSION"))
+    type Apis = (Mount<KmodApi>, Mount<UpdateApi>, HealthApi);
+    let served: Vec<String> = <Apis as poem_openapi::OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| path.path)
+        .collect();
+    let api = OpenApiService::new((kmod, update, HealthApi::new(readiness)), "digsig", env!("CARGO_PKG_VERSION"))
         .description(DESCRIPTION)
         .license(poem_openapi::LicenseObject::new("MIT"));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let mut route = Route::new();
-    for domain in Domain::ALL.into_iter().filter(|d| !d.is_built()) {
-        for path in domain.paths() {
+    // Upstream endpoints no service crate here provides yet.
+    for domain in Domain::ALL {
+        for path in domain.paths().iter().filter(|p| !served.iter().any(|s| s == *p)) {
             route = route.at(*path, NotBuilt(domain));
         }
     }

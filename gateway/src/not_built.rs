@@ -17,7 +17,7 @@ impl Endpoint for NotBuilt {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         Ok(format!(
-            "{} is not implemented: this build of digsig does not include the {} domain (svc-{}) yet\n",
+            "{} is not implemented: this build of digsig does not include it yet (the {} domain, svc-{})\n",
             req.uri().path(),
             self.0,
             self.0

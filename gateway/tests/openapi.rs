@@ -7,9 +7,11 @@ mod harness;
 
 use std::process::Command;
 
-use gateway::Domain;
 use harness::*;
 use kmod_common::*;
+
+/// Every signing endpoint this build serves.
+const BUILT_ENDPOINTS: [&str; 2] = ["/sign/modules", "/sign/swupdate"];
 
 fn gateway(tmp: &std::path::Path) -> TestGateway {
     let root = tmp.join("keys");
@@ -39,11 +41,11 @@ fn the_document_is_valid_openapi_3_and_describes_every_built_endpoint() {
     let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let paths = spec["paths"].as_object().unwrap();
-    for domain in Domain::ALL.into_iter().filter(|d| d.is_built()) {
-        for path in domain.paths() {
-            assert!(paths[*path]["post"].is_object(), "{path} missing from the document");
-        }
+    for path in BUILT_ENDPOINTS {
+        assert!(paths[path]["post"].is_object(), "{path} missing from the document");
     }
+    let listed: Vec<&String> = paths.keys().filter(|p| p.starts_with("/sign/")).collect();
+    assert_eq!(listed.len(), BUILT_ENDPOINTS.len(), "unexpected endpoints: {listed:?}");
     assert!(paths["/health"]["get"].is_object() && paths["/ready"]["get"].is_object());
 
     // The module form: fields, which are required, allowed values, default.
@@ -91,7 +93,7 @@ fn swagger_ui_renders_the_endpoints_in_a_real_browser() {
     // The DOM after Swagger UI's script has fetched /openapi.json and drawn
     // one block per operation.
     let dom = String::from_utf8(headless(&["--dump-dom"])).unwrap();
-    for path in ["/sign/modules", "/health", "/ready"] {
+    for path in BUILT_ENDPOINTS.iter().chain(&["/health", "/ready"]) {
         assert!(
             dom.contains(&format!("class=\"opblock-summary-path\" data-path=\"{path}\"")),
             "Swagger UI did not render {path}"

@@ -10,6 +10,7 @@
 //! - [`health`]: `GET /health` and `GET /ready`.
 //! - [`demo`]: a throwaway key store for `--demo`.
 //! - [`drain`]: reading unread request bodies so early replies reach clients.
+//! - [`service_main`]: the `main` of every service binary.
 //! - [`server`]: run an app on a listener until a shutdown signal.
 #![deny(missing_docs)]
 
@@ -20,7 +21,10 @@ pub mod drain;
 pub mod error;
 pub mod health;
 pub mod server;
+pub mod service_main;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod workdir;
 
 pub use archive::{ArchiveError, ArchiveLimits};
@@ -28,4 +32,5 @@ pub use config::{ServerArgs, ServiceConfig};
 pub use error::ServiceError;
 pub use health::{HealthApi, Readiness};
 pub use server::{serve, shutdown_signal};
+pub use service_main::service_main;
 pub use workdir::WorkDir;

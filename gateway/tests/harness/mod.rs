@@ -26,19 +26,27 @@ impl TestGateway {
         Self::start(Some(keyfile_uri), |_| {})
     }
 
-    /// Kernel modules routed to `service_url`, no key store of its own.
+    /// Kernel modules routed to `service_url`; the other built domains
+    /// in-process with an empty key store.
     pub fn routed(service_url: &str) -> Self {
         let url = reqwest::Url::parse(service_url).unwrap();
         Self::start(None, move |c| c.route(Domain::Kmod, url))
     }
 
-    /// A gateway whose configuration `adjust` finishes.
+    /// A gateway whose configuration `adjust` finishes. Without
+    /// `keyfile_uri`, domains left in-process get an empty key store.
     pub fn start(keyfile_uri: Option<&str>, adjust: impl FnOnce(&mut GatewayConfig)) -> Self {
         let workdir_base = tempfile::tempdir().unwrap();
         let mut config = GatewayConfig::from_lookup(|_| None).unwrap();
         config.service.workdir_base = workdir_base.path().to_path_buf();
         adjust(&mut config);
-        let uri = keyfile_uri.map(str::to_string);
+        let empty_keys = workdir_base.path().join("no-keys");
+        std::fs::create_dir_all(&empty_keys).unwrap();
+        let uri = match keyfile_uri {
+            Some(uri) => Some(uri.to_string()),
+            None if config.has_embedded_domains() => Some(format!("file://{}", empty_keys.display())),
+            None => None,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -1,0 +1,84 @@
+//! Signing an SWUpdate `sw-description`, natively, as upstream does with the
+//! `openssl` command.
+//!
+//! - RSA: `openssl dgst -sha256 -sign rsa-private.key sw-description`, an
+//!   RSA PKCS#1 v1.5 signature over SHA-256: deterministic, so ours is
+//!   byte-identical.
+//! - CMS: `openssl cms -sign -binary -nosmimecap -outform DER -signer cms.cert
+//!   -inkey cms-private.key`: a detached DER SignedData with the signer's
+//!   certificate and the signing-time attribute (so no two are alike; SWUpdate
+//!   and `openssl cms -verify` check it).
+
+use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::sign::Signer;
+use openssl::x509::X509;
+
+/// Why keys from the key store cannot sign; names the file, never its bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Not a private key in PEM or DER.
+    #[error("{file} is not a private key in PEM or DER form")]
+    BadPrivateKey {
+        /// The key's file name.
+        file: &'static str,
+    },
+    /// `rsa-private.key` holds a key of another type.
+    #[error("{file} holds a {found} key; the RSA method needs an RSA key")]
+    NotRsa {
+        /// The key's file name.
+        file: &'static str,
+        /// The type found.
+        found: String,
+    },
+    /// Not an X.509 certificate in PEM or DER.
+    #[error("{file} is not an X.509 certificate in PEM or DER form")]
+    BadCertificate {
+        /// The certificate's file name.
+        file: &'static str,
+    },
+    /// The key does not belong to the certificate.
+    #[error("cms-private.key does not match the public key in cms.cert")]
+    Mismatch,
+}
+
+fn private_key(bytes: &[u8], file: &'static str) -> Result<PKey<Private>, KeyError> {
+    PKey::private_key_from_pem(bytes)
+        .or_else(|_| PKey::private_key_from_der(bytes))
+        .map_err(|_| KeyError::BadPrivateKey { file })
+}
+
+fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, KeyError> {
+    X509::from_pem(bytes)
+        .or_else(|_| X509::from_der(bytes))
+        .map_err(|_| KeyError::BadCertificate { file })
+}
+
+/// The RSA method: a PKCS#1 v1.5 signature over the SHA-256 of `data`.
+pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
+    const FILE: &str = "rsa-private.key";
+    let key = private_key(key, FILE)?;
+    if key.rsa().is_err() {
+        return Err(KeyError::NotRsa {
+            file: FILE,
+            found: format!("{:?}", key.id()),
+        });
+    }
+    let mut signer = Signer::new(MessageDigest::sha256(), &key).expect("an RSA key signs");
+    signer.update(data).expect("hashing cannot fail");
+    Ok(signer.sign_to_vec().expect("an RSA key signs"))
+}
+
+/// The CMS method: a detached DER SignedData over `data`.
+pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let cert = certificate(cert, "cms.cert")?;
+    let key = private_key(key, "cms-private.key")?;
+    if !cert.public_key().map(|p| p.public_eq(&key)).unwrap_or(false) {
+        return Err(KeyError::Mismatch);
+    }
+    let flags = CMSOptions::BINARY | CMSOptions::DETACHED | CMSOptions::NOSMIMECAP;
+    let cms = CmsContentInfo::sign(Some(&cert), Some(&key), None, Some(data), flags)
+        .map_err(|_| KeyError::Mismatch)?;
+    Ok(cms.to_der().expect("a signed CMS encodes"))
+}
