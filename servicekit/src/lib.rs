@@ -11,6 +11,7 @@
 //! - [`demo`]: a throwaway key store for `--demo`.
 //! - [`drain`]: reading unread request bodies so early replies reach clients.
 //! - [`service_main`]: the `main` of every service binary.
+//! - [`openapi`]: a service's API, OpenAPI document and Swagger UI routes.
 //! - [`server`]: run an app on a listener until a shutdown signal.
 #![deny(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod drain;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod server;
 pub mod service_main;
 pub mod telemetry;
@@ -31,6 +33,7 @@ pub use archive::{ArchiveError, ArchiveLimits};
 pub use config::{ServerArgs, ServiceConfig};
 pub use error::ServiceError;
 pub use health::{HealthApi, Readiness};
+pub use openapi::openapi_routes;
 pub use server::{serve, shutdown_signal};
 pub use service_main::service_main;
 pub use workdir::WorkDir;

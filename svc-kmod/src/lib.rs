@@ -14,9 +14,8 @@ pub mod signer;
 use std::future::Future;
 
 use keystore::KeyStore;
-use poem::{Endpoint, Route};
-use poem_openapi::OpenApiService;
-use servicekit::{HealthApi, Readiness, ServiceConfig};
+use poem::Endpoint;
+use servicekit::{Readiness, ServiceConfig};
 
 pub use api::KmodApi;
 
@@ -27,20 +26,8 @@ pub fn app(keystore: KeyStore, config: &ServiceConfig) -> impl Endpoint {
         keystore: Some(keystore.clone()),
         ..Readiness::default()
     };
-    let api = OpenApiService::new(
-        (
-            KmodApi::new(keystore, config.workdir_base.clone(), config.archive_limits),
-            HealthApi::new(readiness),
-        ),
-        "digsig svc-kmod",
-        env!("CARGO_PKG_VERSION"),
-    );
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
-    Route::new()
-        .nest("/", api)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
+    let api = KmodApi::new(keystore, config.workdir_base.clone(), config.archive_limits);
+    servicekit::openapi_routes(api, readiness, "digsig svc-kmod", env!("CARGO_PKG_VERSION"))
 }
 
 /// Serves the kernel module signing service on `listener` until `shutdown`.

@@ -14,9 +14,8 @@ pub mod swupdate;
 use std::future::Future;
 
 use keystore::KeyStore;
-use poem::{Endpoint, Route};
-use poem_openapi::OpenApiService;
-use servicekit::{HealthApi, Readiness};
+use poem::Endpoint;
+use servicekit::Readiness;
 
 pub use api::UpdateApi;
 
@@ -27,17 +26,7 @@ pub fn app(keystore: KeyStore) -> impl Endpoint {
         keystore: Some(keystore.clone()),
         ..Readiness::default()
     };
-    let api = OpenApiService::new(
-        (UpdateApi::new(keystore), HealthApi::new(readiness)),
-        "digsig svc-update",
-        env!("CARGO_PKG_VERSION"),
-    );
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
-    Route::new()
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .nest("/", api)
+    servicekit::openapi_routes(UpdateApi::new(keystore), readiness, "digsig svc-update", env!("CARGO_PKG_VERSION"))
 }
 
 /// Serves the update package signing service on `listener` until `shutdown`.

@@ -14,10 +14,10 @@ use crate::kmod_common::*;
 
 /// A gateway serving real HTTP on a loopback port, stopped on drop.
 pub struct TestGateway {
+    // Stops the gateway before the work dir base goes.
+    _server: servicekit::testing::TestServer,
     pub url: String,
     pub workdir_base: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestGateway {
@@ -47,42 +47,14 @@ impl TestGateway {
             None if config.has_embedded_domains() => Some(format!("file://{}", empty_keys.display())),
             None => None,
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let keystore = match uri {
-                    Some(uri) => Some(keystore::KeyStore::open(&uri).await.unwrap()),
-                    None => None,
-                };
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
-                gateway::run(listener, config, keystore, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
+        let server = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
+            let keystore = match uri {
+                Some(uri) => Some(keystore::KeyStore::open(&uri).await.unwrap()),
+                None => None,
+            };
+            gateway::run(listener, config, keystore, shutdown).await
         });
-        let port = ready_rx.recv().expect("gateway did not start");
-        TestGateway {
-            url: format!("http://127.0.0.1:{port}"),
-            workdir_base,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        TestGateway { url: server.url.clone(), _server: server, workdir_base }
     }
 }
 

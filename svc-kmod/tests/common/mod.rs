@@ -120,11 +120,11 @@ pub fn filler(len: usize, seed: u64) -> Vec<u8> {
 
 /// A svc-kmod serving real HTTP on a loopback port, stopped on drop.
 pub struct TestServer {
+    // Stops the server before the work dir base goes.
+    _server: servicekit::testing::TestServer,
     pub url: String,
     /// Base of the per-request work dirs; must be empty between requests.
     pub workdir_base: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -135,32 +135,15 @@ impl TestServer {
         config.workdir_base = workdir_base.path().to_path_buf();
         config.keyfile_uri = Some(keyfile_uri.to_string());
         let uri = keyfile_uri.to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let keystore = match s3 {
-                    Some(options) => keystore::KeyStore::open_with(&uri, &options).await,
-                    None => keystore::KeyStore::open(&uri).await,
-                }
-                .unwrap();
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
-                svc_kmod::run(listener, keystore, config, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
+        let server = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
+            let keystore = match s3 {
+                Some(options) => keystore::KeyStore::open_with(&uri, &options).await,
+                None => keystore::KeyStore::open(&uri).await,
+            }
+            .unwrap();
+            svc_kmod::run(listener, keystore, config, shutdown).await
         });
-        let port = ready_rx.recv().expect("server did not start");
-        TestServer {
-            url: format!("http://127.0.0.1:{port}"),
-            workdir_base,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        TestServer { url: server.url.clone(), _server: server, workdir_base }
     }
 
     /// Leftovers in the work dir base (should be none once a reply is read).
@@ -177,17 +160,6 @@ impl TestServer {
                 return left;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

@@ -1,0 +1,22 @@
+//! A service's HTTP surface: its OpenAPI operations at `/`, the document at
+//! `/openapi.json` and Swagger UI at `/docs`.
+
+use poem::Route;
+use poem_openapi::{OpenApi, OpenApiService};
+
+/// Routes for `api` (plus the health endpoints for `readiness`), described
+/// as `title` `version`.
+pub fn openapi_routes<T: OpenApi + 'static>(
+    api: T,
+    readiness: crate::Readiness,
+    title: &str,
+    version: &str,
+) -> Route {
+    let api = OpenApiService::new((api, crate::HealthApi::new(readiness)), title, version);
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api)
+}
