@@ -83,13 +83,18 @@ impl GatewayConfig {
 
     /// Routes `domain` to the service at `url` (tests and embedding programs).
     pub fn route(&mut self, domain: Domain, url: Url) {
-        self.domains.get_mut(&domain).expect("every domain has settings").placement =
-            Placement::Routed(url);
+        self.domains
+            .get_mut(&domain)
+            .expect("every domain has settings")
+            .placement = Placement::Routed(url);
     }
 
     /// Sets how long a request to `domain` may take.
     pub fn set_timeout(&mut self, domain: Domain, timeout: Duration) {
-        self.domains.get_mut(&domain).expect("every domain has settings").timeout = timeout;
+        self.domains
+            .get_mut(&domain)
+            .expect("every domain has settings")
+            .timeout = timeout;
     }
 
     /// Whether any domain this build serves runs in-process (and so needs
@@ -122,8 +127,10 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
-        let env: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         GatewayConfig::from_lookup(|k| env.get(k).cloned())
     }
 
@@ -150,13 +157,19 @@ mod tests {
         );
         assert_eq!(c.domain(Domain::Kmod).timeout, Duration::from_secs(30));
         assert_eq!(c.domain(Domain::Imx).placement, Placement::Embedded);
-        assert!(c.has_embedded_domains(), "update is built and still embedded");
+        assert!(
+            c.has_embedded_domains(),
+            "update is built and still embedded"
+        );
         let all_routed = config(&[
             ("DIGSIGSERVER_KMOD_URL", "http://svc-kmod:8080"),
             ("DIGSIGSERVER_UPDATE_URL", "http://svc-update:8080"),
         ])
         .unwrap();
-        assert!(!all_routed.has_embedded_domains(), "unbuilt domains need no key store");
+        assert!(
+            !all_routed.has_embedded_domains(),
+            "unbuilt domains need no key store"
+        );
     }
 
     #[test]

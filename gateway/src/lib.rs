@@ -59,7 +59,10 @@ down and 504 when a request outlives its domain's timeout \
 
 /// Builds the gateway's routes from `config`. `keystore` serves the embedded
 /// domains; it may be `None` only when every built domain is routed.
-pub fn app(config: &GatewayConfig, keystore: Option<KeyStore>) -> Result<impl Endpoint, StartError> {
+pub fn app(
+    config: &GatewayConfig,
+    keystore: Option<KeyStore>,
+) -> Result<impl Endpoint, StartError> {
     if config.has_embedded_domains() && keystore.is_none() {
         return Err(StartError::NoKeyStore);
     }
@@ -78,7 +81,9 @@ pub fn app(config: &GatewayConfig, keystore: Option<KeyStore>) -> Result<impl En
                     config.domain(domain).timeout,
                     client.clone(),
                 ));
-                readiness.probes.push(readiness::probe(Arc::clone(&up), client.clone()));
+                readiness
+                    .probes
+                    .push(readiness::probe(Arc::clone(&up), client.clone()));
                 Some(up)
             }
         }
@@ -111,15 +116,23 @@ pub fn app(config: &GatewayConfig, keystore: Option<KeyStore>) -> Result<impl En
         .flat_map(|api| api.paths)
         .map(|path| path.path)
         .collect();
-    let api = OpenApiService::new((kmod, update, HealthApi::new(readiness)), "digsig", env!("CARGO_PKG_VERSION"))
-        .description(DESCRIPTION)
-        .license(poem_openapi::LicenseObject::new("MIT"));
+    let api = OpenApiService::new(
+        (kmod, update, HealthApi::new(readiness)),
+        "digsig",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(DESCRIPTION)
+    .license(poem_openapi::LicenseObject::new("MIT"));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let mut route = Route::new();
     // Upstream endpoints no service crate here provides yet.
     for domain in Domain::ALL {
-        for path in domain.paths().iter().filter(|p| !served.iter().any(|s| s == *p)) {
+        for path in domain
+            .paths()
+            .iter()
+            .filter(|p| !served.iter().any(|s| s == *p))
+        {
             route = route.at(*path, NotBuilt(domain));
         }
     }

@@ -62,7 +62,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Placement::Embedded if domain.is_built() => "in-process".to_string(),
             Placement::Embedded => "not in this build (501)".to_string(),
             Placement::Routed(url) => {
-                format!("not in this build (501); DIGSIGSERVER_{}_URL={url} is ignored", domain.env_name())
+                format!(
+                    "not in this build (501); DIGSIGSERVER_{}_URL={url} is ignored",
+                    domain.env_name()
+                )
             }
         };
         tracing::info!(domain = %domain, paths = ?domain.paths(), "{where_}");

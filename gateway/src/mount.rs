@@ -48,13 +48,25 @@ impl<T: OpenApi> OpenApi for Mount<T> {
 
     fn add_routes(self, table: &mut RouteTable) {
         match self {
-            Mount::Embedded { api, domain, timeout } => {
+            Mount::Embedded {
+                api,
+                domain,
+                timeout,
+            } => {
                 let mut own = RouteTable::new();
                 api.add_routes(&mut own);
                 for (path, methods) in own {
                     let slot = table.entry(path).or_default();
                     for (method, ep) in methods {
-                        slot.insert(method, WithTimeout { inner: ep, domain, timeout }.boxed());
+                        slot.insert(
+                            method,
+                            WithTimeout {
+                                inner: ep,
+                                domain,
+                                timeout,
+                            }
+                            .boxed(),
+                        );
                     }
                 }
             }
@@ -74,10 +86,12 @@ impl<T: OpenApi> OpenApi for Mount<T> {
 fn poem_path(openapi_path: &str) -> String {
     openapi_path
         .split('/')
-        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => format!(":{name}"),
-            None => seg.to_string(),
-        })
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => format!(":{name}"),
+                None => seg.to_string(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -34,7 +34,12 @@ pub struct Upstream {
 impl Upstream {
     /// The service for `domain` at `base`, sharing `client`'s connections.
     pub fn new(domain: Domain, base: Url, timeout: Duration, client: reqwest::Client) -> Self {
-        Self { domain, base, timeout, client }
+        Self {
+            domain,
+            base,
+            timeout,
+            client,
+        }
     }
 
     /// The HTTP client every upstream shares.
@@ -222,7 +227,10 @@ mod tests {
         h.insert(header::CONNECTION, "keep-alive, x-private".parse().unwrap());
         h.insert("x-private", "1".parse().unwrap());
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        h.insert(header::CONTENT_TYPE, "multipart/form-data; boundary=x".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "multipart/form-data; boundary=x".parse().unwrap(),
+        );
         h.insert(header::CONTENT_LENGTH, "42".parse().unwrap());
         h.insert("x-request-id", "abc".parse().unwrap());
         let out = forwardable(&h);
@@ -235,7 +243,12 @@ mod tests {
     fn a_base_path_prefix_is_kept() {
         let client = Upstream::client();
         let up = |base: &str| {
-            Upstream::new(Domain::Kmod, Url::parse(base).unwrap(), DEFAULT, client.clone())
+            Upstream::new(
+                Domain::Kmod,
+                Url::parse(base).unwrap(),
+                DEFAULT,
+                client.clone(),
+            )
         };
         const DEFAULT: Duration = Duration::from_secs(1);
         assert_eq!(
@@ -243,7 +256,9 @@ mod tests {
             "http://svc:8080/sign/modules"
         );
         assert_eq!(
-            up("http://svc:8080/digsig/").url("/ready", Some("x=1")).as_str(),
+            up("http://svc:8080/digsig/")
+                .url("/ready", Some("x=1"))
+                .as_str(),
             "http://svc:8080/digsig/ready?x=1"
         );
     }

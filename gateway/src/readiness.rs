@@ -21,7 +21,11 @@ pub fn probe(upstream: Arc<Upstream>, client: reqwest::Client) -> Probe {
             let url = upstream.url("/ready", None);
             let name = format!("service {}", upstream.domain());
             let outcome = async {
-                let reply = client.get(url.clone()).timeout(PROBE_TIMEOUT).send().await?;
+                let reply = client
+                    .get(url.clone())
+                    .timeout(PROBE_TIMEOUT)
+                    .send()
+                    .await?;
                 let status = reply.status();
                 let body = reply.text().await.unwrap_or_default();
                 Ok::<_, reqwest::Error>((status, body))
@@ -31,11 +35,15 @@ pub fn probe(upstream: Arc<Upstream>, client: reqwest::Client) -> Probe {
                 Ok((status, _)) if status.is_success() => (true, format!("{url} is ready")),
                 Ok((status, body)) => (
                     false,
-                    format!("{url} answered {status}: {}", body.trim().chars().take(500).collect::<String>()),
+                    format!(
+                        "{url} answered {status}: {}",
+                        body.trim().chars().take(500).collect::<String>()
+                    ),
                 ),
-                Err(e) if e.is_timeout() => {
-                    (false, format!("{url} did not answer within {} s", PROBE_TIMEOUT.as_secs()))
-                }
+                Err(e) if e.is_timeout() => (
+                    false,
+                    format!("{url} did not answer within {} s", PROBE_TIMEOUT.as_secs()),
+                ),
                 Err(e) => (false, format!("{url} is not reachable: {}", root_cause(&e))),
             };
             ReadyCheck { name, ok, detail }

@@ -1,9 +1,9 @@
 //! The OpenAPI document checked by a real validator, and Swagger UI rendered
 //! by a real browser (Debian's chromium, headless).
 
+mod harness;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
-mod harness;
 
 use std::process::Command;
 
@@ -42,31 +42,57 @@ fn the_document_is_valid_openapi_3_and_describes_every_built_endpoint() {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let paths = spec["paths"].as_object().unwrap();
     for path in BUILT_ENDPOINTS {
-        assert!(paths[path]["post"].is_object(), "{path} missing from the document");
+        assert!(
+            paths[path]["post"].is_object(),
+            "{path} missing from the document"
+        );
     }
     let listed: Vec<&String> = paths.keys().filter(|p| p.starts_with("/sign/")).collect();
-    assert_eq!(listed.len(), BUILT_ENDPOINTS.len(), "unexpected endpoints: {listed:?}");
+    assert_eq!(
+        listed.len(),
+        BUILT_ENDPOINTS.len(),
+        "unexpected endpoints: {listed:?}"
+    );
     assert!(paths["/health"]["get"].is_object() && paths["/ready"]["get"].is_object());
 
     // The module form: fields, which are required, allowed values, default.
     let op = &paths["/sign/modules"]["post"];
     let form = &op["requestBody"]["content"]["multipart/form-data"]["schema"];
-    let required: Vec<&str> = form["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(required.contains(&"machine") && required.contains(&"artifact") && !required.contains(&"hashalg"), "{required:?}");
+    let required: Vec<&str> = form["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        required.contains(&"machine")
+            && required.contains(&"artifact")
+            && !required.contains(&"hashalg"),
+        "{required:?}"
+    );
     assert_eq!(form["properties"]["artifact"]["format"], "binary");
     let hashalg = &form["properties"]["hashalg"];
     assert_eq!(hashalg["default"], "sha512", "{hashalg}");
-    let reference = hashalg["$ref"].as_str().or(hashalg["allOf"][0]["$ref"].as_str());
+    let reference = hashalg["$ref"]
+        .as_str()
+        .or(hashalg["allOf"][0]["$ref"].as_str());
     let hashalg = match reference {
         Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
         None => hashalg,
     };
-    assert_eq!(hashalg["enum"], serde_json::json!(["sha256", "sha384", "sha512"]), "{hashalg}");
+    assert_eq!(
+        hashalg["enum"],
+        serde_json::json!(["sha256", "sha384", "sha512"]),
+        "{hashalg}"
+    );
     // Replies: the signed tarball and every error status.
     let responses = op["responses"].as_object().unwrap();
     assert!(responses["200"]["content"]["application/octet-stream"].is_object());
     for status in ["400", "404", "413", "422", "500", "503"] {
-        assert!(responses.contains_key(status), "status {status} not documented");
+        assert!(
+            responses.contains_key(status),
+            "status {status} not documented"
+        );
     }
 }
 
@@ -80,14 +106,26 @@ fn swagger_ui_renders_the_endpoints_in_a_real_browser() {
         .expect("chromium is not installed; scripts/test installs Debian's chromium");
     let headless = |extra: &[&str]| {
         let out = Command::new(chromium)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+            ])
             .args(["--virtual-time-budget=15000", "--window-size=1280,1400"])
-            .arg(format!("--user-data-dir={}", tmp.path().join("profile").display()))
+            .arg(format!(
+                "--user-data-dir={}",
+                tmp.path().join("profile").display()
+            ))
             .args(extra)
             .arg(format!("{}/docs", gw.url))
             .output()
             .unwrap();
-        assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     // The DOM after Swagger UI's script has fetched /openapi.json and drawn
@@ -95,16 +133,24 @@ fn swagger_ui_renders_the_endpoints_in_a_real_browser() {
     let dom = String::from_utf8(headless(&["--dump-dom"])).unwrap();
     for path in BUILT_ENDPOINTS.iter().chain(&["/health", "/ready"]) {
         assert!(
-            dom.contains(&format!("class=\"opblock-summary-path\" data-path=\"{path}\"")),
+            dom.contains(&format!(
+                "class=\"opblock-summary-path\" data-path=\"{path}\""
+            )),
             "Swagger UI did not render {path}"
         );
     }
-    assert!(dom.contains("opblock opblock-post"), "no POST operation block rendered");
+    assert!(
+        dom.contains("opblock opblock-post"),
+        "no POST operation block rendered"
+    );
 
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swagger-ui.png");
     let _ = std::fs::remove_file(&shot);
     headless(&[&format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).expect("no screenshot written");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "screenshot is not a real PNG");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "screenshot is not a real PNG"
+    );
     eprintln!("Swagger UI screenshot: {}", shot.display());
 }

@@ -3,9 +3,9 @@
 //! through unchanged, and what happens when the service is down, slow, or
 //! the client goes away.
 
+mod harness;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
-mod harness;
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,13 @@ fn embedded_mode_signs_modules_the_bbclass_way() {
     let (uri, keys) = keystore(tmp.path(), "jetson-orin", "gateway embedded");
     let gw = TestGateway::embedded(&uri);
     client_tree(tmp.path());
-    sign_like_the_bbclass(&gw.url, tmp.path(), "jetson-orin", &keys, "gateway embedded");
+    sign_like_the_bbclass(
+        &gw.url,
+        tmp.path(),
+        "jetson-orin",
+        &keys,
+        "gateway embedded",
+    );
 }
 
 #[test]
@@ -47,7 +53,11 @@ fn routed_mode_signs_modules_the_bbclass_way_and_passes_replies_through_unchange
         vec!["machine=jetson-orin".into(), not_gzip],
         vec!["machine=no-such-machine".into(), artifact.clone()],
         vec!["machine=../etc".into(), artifact.clone()],
-        vec!["machine=jetson-orin".into(), "hashalg=md5".into(), artifact.clone()],
+        vec![
+            "machine=jetson-orin".into(),
+            "hashalg=md5".into(),
+            artifact.clone(),
+        ],
         vec!["machine=jetson-orin".into()],
     ];
     for fields in cases {
@@ -59,9 +69,18 @@ fn routed_mode_signs_modules_the_bbclass_way_and_passes_replies_through_unchange
         let (direct_status, direct_headers, direct_body) =
             curl(&format!("{}/sign/modules", service.url), &args);
         let (status, headers, body) = curl(&format!("{}/sign/modules", gw.url), &args);
-        assert_eq!(status, direct_status, "{fields:?}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            direct_status,
+            "{fields:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
         for name in ["content-type", "content-disposition"] {
-            assert_eq!(header(&headers, name), header(&direct_headers, name), "{fields:?}: {name}");
+            assert_eq!(
+                header(&headers, name),
+                header(&direct_headers, name),
+                "{fields:?}: {name}"
+            );
         }
         if status == 200 {
             // Signatures are deterministic (RSA PKCS#1 v1.5): same tarball
@@ -76,7 +95,11 @@ fn routed_mode_signs_modules_the_bbclass_way_and_passes_replies_through_unchange
             assert_eq!(body, direct_body, "{fields:?}");
         }
     }
-    assert!(service.leftovers().is_empty(), "service work dirs left: {:?}", service.leftovers());
+    assert!(
+        service.leftovers().is_empty(),
+        "service work dirs left: {:?}",
+        service.leftovers()
+    );
 }
 
 #[test]
@@ -102,15 +125,30 @@ fn a_service_that_is_down_gets_a_fast_503_naming_the_domain() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
     let started = Instant::now();
-    let reply = curl_post(&format!("{}/sign/modules", gw.url), &["machine=m", "artifact=@a.tar.gz"], tmp.path());
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    let reply = curl_post(
+        &format!("{}/sign/modules", gw.url),
+        &["machine=m", "artifact=@a.tar.gz"],
+        tmp.path(),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(reply.status, 503, "{}", reply.text());
-    assert!(reply.text().contains("kmod service") && reply.text().contains("DIGSIGSERVER_KMOD_URL"), "{}", reply.text());
+    assert!(
+        reply.text().contains("kmod service") && reply.text().contains("DIGSIGSERVER_KMOD_URL"),
+        "{}",
+        reply.text()
+    );
 
     let (status, _, body) = curl(&format!("{}/ready", gw.url), &[]);
     let body = String::from_utf8(body).unwrap();
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("service kmod") && body.contains("not reachable"), "{body}");
+    assert!(
+        body.contains("service kmod") && body.contains("not reachable"),
+        "{body}"
+    );
     // Liveness is the gateway's own and stays up.
     assert_eq!(curl(&format!("{}/health", gw.url), &[]).0, 200);
 }
@@ -124,7 +162,10 @@ fn ready_reports_a_routed_service_that_is_up() {
     let (status, _, body) = curl(&format!("{}/ready", gw.url), &[]);
     let body = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("service kmod") && body.contains("is ready"), "{body}");
+    assert!(
+        body.contains("service kmod") && body.contains("is ready"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -138,12 +179,27 @@ fn a_slow_service_gets_a_504_after_the_domain_timeout_and_its_connection_closed(
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
     let started = Instant::now();
-    let reply = curl_post(&format!("{}/sign/modules", gw.url), &["machine=m", "artifact=@a.tar.gz"], tmp.path());
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    let reply = curl_post(
+        &format!("{}/sign/modules", gw.url),
+        &["machine=m", "artifact=@a.tar.gz"],
+        tmp.path(),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(reply.status, 504, "{}", reply.text());
-    assert!(reply.text().contains("DIGSIGSERVER_KMOD_TIMEOUT"), "{}", reply.text());
+    assert!(
+        reply.text().contains("DIGSIGSERVER_KMOD_TIMEOUT"),
+        "{}",
+        reply.text()
+    );
     let (_, closed) = silent.outcome(Duration::from_secs(15));
-    assert!(closed, "the gateway left the upstream connection open after timing out");
+    assert!(
+        closed,
+        "the gateway left the upstream connection open after timing out"
+    );
 }
 
 /// Sends the head of a large multipart upload and hangs up.
@@ -169,9 +225,18 @@ fn a_client_hanging_up_mid_upload_cancels_the_upstream_request() {
     let gw = TestGateway::routed(&silent.url);
     abandon_upload(&gw.url);
     let (received, closed) = silent.outcome(Duration::from_secs(15));
-    assert!(closed, "upstream connection still open 10 s after the client left");
-    assert!(received < 50 << 20, "upstream got {received} bytes, more than the client sent");
-    assert!(received > 1 << 19, "upstream got only {received} bytes: the upload did not stream through");
+    assert!(
+        closed,
+        "upstream connection still open 10 s after the client left"
+    );
+    assert!(
+        received < 50 << 20,
+        "upstream got {received} bytes, more than the client sent"
+    );
+    assert!(
+        received > 1 << 19,
+        "upstream got only {received} bytes: the upload did not stream through"
+    );
 }
 
 #[test]
@@ -181,7 +246,11 @@ fn a_client_hanging_up_mid_upload_leaves_nothing_in_the_service() {
     let service = TestServer::start(&uri, None);
     let gw = TestGateway::routed(&service.url);
     abandon_upload(&gw.url);
-    assert!(service.leftovers().is_empty(), "service work dirs left: {:?}", service.leftovers());
+    assert!(
+        service.leftovers().is_empty(),
+        "service work dirs left: {:?}",
+        service.leftovers()
+    );
     // And the service still signs afterwards.
     client_tree(tmp.path());
     sign_like_the_bbclass(&gw.url, tmp.path(), "m", &keys, "hang-up");
@@ -200,16 +269,28 @@ fn domains_this_build_lacks_answer_501_saying_so() {
     ] {
         let reply = curl_post(&format!("{}{path}", gw.url), &["machine=m"], tmp.path());
         assert_eq!(reply.status, 501, "{path}: {}", reply.text());
-        assert!(reply.text().contains(&format!("the {domain} domain")), "{path}: {}", reply.text());
+        assert!(
+            reply.text().contains(&format!("the {domain} domain")),
+            "{path}: {}",
+            reply.text()
+        );
     }
-    assert_eq!(curl(&format!("{}/sign/nothing", gw.url), &["-X", "POST"]).0, 404);
+    assert_eq!(
+        curl(&format!("{}/sign/nothing", gw.url), &["-X", "POST"]).0,
+        404
+    );
 }
 
 #[test]
 fn embedded_domains_without_a_key_store_refuse_to_start() {
     let config = gateway::GatewayConfig::from_lookup(|_| None).unwrap();
-    let err = gateway::app(&config, None).err().expect("started without keys");
-    assert!(err.to_string().contains("DIGSIGSERVER_KEYFILE_URI"), "{err}");
+    let err = gateway::app(&config, None)
+        .err()
+        .expect("started without keys");
+    assert!(
+        err.to_string().contains("DIGSIGSERVER_KEYFILE_URI"),
+        "{err}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_digsigserver"))
         .args(["--address", "127.0.0.1", "--port", "0"])
         .env_remove("DIGSIGSERVER_KEYFILE_URI")
@@ -218,7 +299,10 @@ fn embedded_domains_without_a_key_store_refuse_to_start() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("DIGSIGSERVER_KEYFILE_URI is not set") && stderr.contains("--demo"), "{stderr}");
+    assert!(
+        stderr.contains("DIGSIGSERVER_KEYFILE_URI is not set") && stderr.contains("--demo"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -229,7 +313,13 @@ fn the_binary_with_demo_keys_signs_for_machine_demo() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_digsigserver"))
-        .args(["--demo", "--address", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--demo",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
         .env_remove("DIGSIGSERVER_KEYFILE_URI")
         .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
         .spawn()
@@ -237,7 +327,10 @@ fn the_binary_with_demo_keys_signs_for_machine_demo() {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "digsigserver --demo did not start");
+        assert!(
+            Instant::now() < deadline,
+            "digsigserver --demo did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let client = client_tree(tmp.path());
@@ -250,11 +343,20 @@ fn the_binary_with_demo_keys_signs_for_machine_demo() {
     child.wait().unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     std::fs::write(client.join("out.tar.gz"), &reply.body).unwrap();
-    run(std::process::Command::new("tar").current_dir(&client).args(["-xzf", "out.tar.gz"]));
+    run(std::process::Command::new("tar")
+        .current_dir(&client)
+        .args(["-xzf", "out.tar.gz"]));
     let signed = client.join("lib/modules").join(KVER).join(MODULES[0]);
-    assert!(modinfo(&signed, "signer").contains("THROWAWAY"), "{}", modinfo(&signed, "signer"));
+    assert!(
+        modinfo(&signed, "signer").contains("THROWAWAY"),
+        "{}",
+        modinfo(&signed, "signer")
+    );
     let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap();
-    assert!(stderr.contains("DEMO MODE") && stderr.contains("THROWAWAY"), "{stderr}");
+    assert!(
+        stderr.contains("DEMO MODE") && stderr.contains("THROWAWAY"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -265,7 +367,15 @@ fn swupdate_is_signed_in_both_modes_byte_identical_to_openssl() {
     std::fs::create_dir_all(&dir).unwrap();
     run(std::process::Command::new("openssl")
         .current_dir(&dir)
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa-private.key"]));
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa-private.key",
+        ]));
     let uri = format!("file://{}", root.display());
     let service_uri = uri.clone();
     let service = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
@@ -275,7 +385,11 @@ fn swupdate_is_signed_in_both_modes_byte_identical_to_openssl() {
     let embedded = TestGateway::embedded(&uri);
     let service_url = reqwest::Url::parse(&service.url).unwrap();
     let routed = TestGateway::start(Some(&uri), move |c| c.route(Domain::Update, service_url));
-    std::fs::write(tmp.path().join("sw-description"), "software = { version = \"1.0\"; };\n").unwrap();
+    std::fs::write(
+        tmp.path().join("sw-description"),
+        "software = { version = \"1.0\"; };\n",
+    )
+    .unwrap();
     let reference = run(std::process::Command::new("openssl")
         .current_dir(tmp.path())
         .args(["dgst", "-sha256", "-sign"])
@@ -285,9 +399,26 @@ fn swupdate_is_signed_in_both_modes_byte_identical_to_openssl() {
         // The swupdate class's call.
         run(std::process::Command::new("curl")
             .current_dir(tmp.path())
-            .args(["--silent", "--fail", "-X", "POST", "-F", "distro=poky", "-F", "method=RSA"])
-            .args(["-F", "sw-description=@sw-description", "--output", "sw-description.sig"])
+            .args([
+                "--silent",
+                "--fail",
+                "-X",
+                "POST",
+                "-F",
+                "distro=poky",
+                "-F",
+                "method=RSA",
+            ])
+            .args([
+                "-F",
+                "sw-description=@sw-description",
+                "--output",
+                "sw-description.sig",
+            ])
             .arg(format!("{}/sign/swupdate", gw.url)));
-        assert_eq!(std::fs::read(tmp.path().join("sw-description.sig")).unwrap(), reference);
+        assert_eq!(
+            std::fs::read(tmp.path().join("sw-description.sig")).unwrap(),
+            reference
+        );
     }
 }

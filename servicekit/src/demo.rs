@@ -26,14 +26,20 @@ pub struct DemoKeyStore {
 impl DemoKeyStore {
     /// An empty demo key store.
     pub fn create() -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("digsig-demo-keys-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("digsig-demo-keys-")
+            .tempdir()?;
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))?;
         Ok(Self { dir })
     }
 
     /// Writes `<demo>/<signtype>/<file>` (mode 0600).
     pub fn add(&self, signtype: SignType, file: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = self.dir.path().join(DEMO_SELECTOR).join(signtype.dir_name());
+        let dir = self
+            .dir
+            .path()
+            .join(DEMO_SELECTOR)
+            .join(signtype.dir_name());
         fs::create_dir_all(&dir)?;
         let path = dir.join(file);
         fs::write(&path, bytes)?;
@@ -48,7 +54,9 @@ impl DemoKeyStore {
 
 /// A fresh RSA-2048 key (PKCS#8 PEM, wiped on drop) and a self-signed
 /// certificate (PEM) for it, valid 30 days, with common name `cn`.
-pub fn self_signed_rsa(cn: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), openssl::error::ErrorStack> {
+pub fn self_signed_rsa(
+    cn: &str,
+) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), openssl::error::ErrorStack> {
     let key: PKey<Private> = PKey::from_rsa(Rsa::generate(2048)?)?;
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_text("CN", cn)?;
@@ -64,5 +72,8 @@ pub fn self_signed_rsa(cn: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), openss
     cert.set_not_before(&not_before)?;
     cert.set_not_after(&not_after)?;
     cert.sign(&key, MessageDigest::sha256())?;
-    Ok((Zeroizing::new(key.private_key_to_pem_pkcs8()?), cert.build().to_pem()?))
+    Ok((
+        Zeroizing::new(key.private_key_to_pem_pkcs8()?),
+        cert.build().to_pem()?,
+    ))
 }

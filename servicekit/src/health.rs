@@ -84,7 +84,8 @@ impl Readiness {
                 },
             });
         }
-        checks.extend(futures_util::future::join_all(self.probes.iter().map(|probe| probe())).await);
+        checks
+            .extend(futures_util::future::join_all(self.probes.iter().map(|probe| probe())).await);
         ReadyReport {
             ready: checks.iter().all(|c| c.ok),
             checks,

@@ -31,7 +31,9 @@ where
     A: IntoEndpoint,
     A::Endpoint: 'static,
 {
-    let app = with_request_id(drain_unread_body(app.into_endpoint().with(CatchPanic::new())));
+    let app = with_request_id(drain_unread_body(
+        app.into_endpoint().with(CatchPanic::new()),
+    ));
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
         .await

@@ -83,7 +83,13 @@ where
     let keystore = KeyStore::open(&uri).await?;
     let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
     tracing::info!(address = %listener.local_addr()?, keystore = %keystore.location(), "{name} listening");
-    serve(listener, keystore, config, Box::pin(crate::shutdown_signal())).await?;
+    serve(
+        listener,
+        keystore,
+        config,
+        Box::pin(crate::shutdown_signal()),
+    )
+    .await?;
     drop(demo);
     Ok(())
 }

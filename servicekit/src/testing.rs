@@ -27,8 +27,12 @@ impl TestServer {
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
-                ready_tx.send(listener.local_addr().expect("bound").port()).expect("test waits");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("a loopback port");
+                ready_tx
+                    .send(listener.local_addr().expect("bound").port())
+                    .expect("test waits");
                 let shutdown: Shutdown = Box::pin(async {
                     let _ = stopped.await;
                 });

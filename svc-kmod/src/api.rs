@@ -38,10 +38,7 @@ fn default_hashalg() -> HashAlg {
 pub enum SignModulesResponse {
     /// The same tree with every `*.ko` signed, as a gzip tarball with `./` names.
     #[oai(status = 200, content_type = "application/octet-stream")]
-    Signed(
-        Binary<Body>,
-        #[oai(header = "Content-Disposition")] String,
-    ),
+    Signed(Binary<Body>, #[oai(header = "Content-Disposition")] String),
 }
 
 #[derive(Tags)]
@@ -60,8 +57,16 @@ pub struct KmodApi {
 
 impl KmodApi {
     /// An API signing with keys from `keystore`, working under `workdir_base`.
-    pub fn new(keystore: KeyStore, workdir_base: std::path::PathBuf, limits: ArchiveLimits) -> Self {
-        Self { keystore, workdir_base, limits }
+    pub fn new(
+        keystore: KeyStore,
+        workdir_base: std::path::PathBuf,
+        limits: ArchiveLimits,
+    ) -> Self {
+        Self {
+            keystore,
+            workdir_base,
+            limits,
+        }
     }
 }
 
@@ -76,8 +81,15 @@ impl KmodApi {
     /// symlinks, modes, mtimes) is returned unchanged. A tarball with no
     /// `*.ko` at all is refused with 422. Client: Yocto's
     /// `kernel-module-signing.bbclass`.
-    #[oai(path = "/sign/modules", method = "post", tag = "ApiTags::KernelModules")]
-    async fn sign_modules(&self, form: SignModulesForm) -> Result<SignModulesResponse, ServiceError> {
+    #[oai(
+        path = "/sign/modules",
+        method = "post",
+        tag = "ApiTags::KernelModules"
+    )]
+    async fn sign_modules(
+        &self,
+        form: SignModulesForm,
+    ) -> Result<SignModulesResponse, ServiceError> {
         self.sign(form).await
     }
 }
@@ -89,11 +101,19 @@ impl KmodApi {
         let hash = form.hashalg;
         let key = self
             .keystore
-            .fetch(&machine, SignType::Kmod, &KeyFileName::parse("kernel-signkey.priv")?)
+            .fetch(
+                &machine,
+                SignType::Kmod,
+                &KeyFileName::parse("kernel-signkey.priv")?,
+            )
             .await?;
         let cert = self
             .keystore
-            .fetch(&machine, SignType::Kmod, &KeyFileName::parse("kernel-signkey.x509")?)
+            .fetch(
+                &machine,
+                SignType::Kmod,
+                &KeyFileName::parse("kernel-signkey.x509")?,
+            )
             .await?;
         let signer = ModuleSigner::new(key.bytes(), cert.bytes(), hash).map_err(|e| {
             ServiceError::Misconfigured(format!("machine '{machine}' kmodsign keys: {e}"))
@@ -105,7 +125,10 @@ impl KmodApi {
         // The HTTP layer has spooled the upload to an unlinked temp file; read
         // it with plain blocking reads (a tokio file would cost a thread-pool
         // round trip per small read).
-        let input = std::io::BufReader::with_capacity(256 * 1024, form.artifact.into_file().into_std().await);
+        let input = std::io::BufReader::with_capacity(
+            256 * 1024,
+            form.artifact.into_file().into_std().await,
+        );
         let limits = self.limits;
         let span = tracing::Span::current();
         let task_work = Arc::clone(&work);
@@ -120,7 +143,10 @@ impl KmodApi {
                 REPLY_GZIP_LEVEL,
                 task_work.path(),
             )?;
-            out.into_inner().map_err(|e| ServiceError::internal(e.error()))?.sync_data().ok();
+            out.into_inner()
+                .map_err(|e| ServiceError::internal(e.error()))?
+                .sync_data()
+                .ok();
             Ok::<_, ServiceError>(summary)
         })
         .await

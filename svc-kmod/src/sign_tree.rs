@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
-use servicekit::archive::{append_raw, gzip_reader, safe_relative_path, ArchiveError, ArchiveLimits, CappedReader};
+use servicekit::archive::{
+    append_raw, gzip_reader, safe_relative_path, ArchiveError, ArchiveLimits, CappedReader,
+};
 use servicekit::ServiceError;
 use tar::EntryType;
 
@@ -62,13 +64,22 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
     level: u32,
     spool_dir: &Path,
 ) -> Result<(SignSummary, W), ServiceError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let tripped = Arc::new(AtomicBool::new(false));
-    let decoded = CappedReader::new(gzip_reader(input)?, limits.max_stream_bytes(), tripped.clone());
+    let decoded = CappedReader::new(
+        gzip_reader(input)?,
+        limits.max_stream_bytes(),
+        tripped.clone(),
+    );
     let mut archive = tar::Archive::new(decoded);
     let read_err = |e: io::Error| -> ServiceError {
         if tripped.load(Ordering::Relaxed) {
-            ArchiveError::TooLarge { limit: limits.max_bytes }.into()
+            ArchiveError::TooLarge {
+                limit: limits.max_bytes,
+            }
+            .into()
         } else {
             ArchiveError::Corrupt(e.to_string()).into()
         }
@@ -104,7 +115,10 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                 let mut entry = entry.map_err(read_err)?;
                 summary.entries += 1;
                 if summary.entries > limits.max_entries {
-                    return Err(ArchiveError::TooManyEntries { limit: limits.max_entries }.into());
+                    return Err(ArchiveError::TooManyEntries {
+                        limit: limits.max_entries,
+                    }
+                    .into());
                 }
                 let raw = entry.path().map_err(read_err)?.into_owned();
                 let kind = entry.header().entry_type();
@@ -112,7 +126,11 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                     EntryType::Char | EntryType::Block | EntryType::Fifo | EntryType::GNUSparse => {
                         return Err(ArchiveError::UnsupportedEntry {
                             path: raw.display().to_string(),
-                            kind: if kind == EntryType::Fifo { "FIFO" } else { "device node or sparse file" },
+                            kind: if kind == EntryType::Fifo {
+                                "FIFO"
+                            } else {
+                                "device node or sparse file"
+                            },
                         }
                         .into())
                     }
@@ -129,11 +147,12 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                 };
                 bytes = bytes.saturating_add(entry.size());
                 if bytes > limits.max_bytes {
-                    return Err(ArchiveError::TooLarge { limit: limits.max_bytes }.into());
+                    return Err(ArchiveError::TooLarge {
+                        limit: limits.max_bytes,
+                    }
+                    .into());
                 }
-                let link = entry
-                    .link_name_bytes()
-                    .map(|l| l.into_owned());
+                let link = entry.link_name_bytes().map(|l| l.into_owned());
                 let is_file = matches!(kind, EntryType::Regular | EntryType::Continuous);
                 let is_module = is_file && raw.extension().is_some_and(|e| e == "ko");
                 let header = fresh_header(entry.header(), kind);
@@ -146,7 +165,8 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                         break;
                     }
                 } else if is_file && entry.size() > SPOOL_THRESHOLD {
-                    let mut file = tempfile::tempfile_in(spool_dir).map_err(ServiceError::internal)?;
+                    let mut file =
+                        tempfile::tempfile_in(spool_dir).map_err(ServiceError::internal)?;
                     let len = io::copy(&mut entry, &mut file).map_err(read_err)?;
                     io::Seek::rewind(&mut file).map_err(ServiceError::internal)?;
                     data = Payload::Spooled(file, len);
@@ -155,7 +175,13 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                     entry.read_to_end(&mut bytes).map_err(read_err)?;
                     data = Payload::Memory(bytes);
                 }
-                let item = Item { header, name, link, data, is_module };
+                let item = Item {
+                    header,
+                    name,
+                    link,
+                    data,
+                    is_module,
+                };
                 if order_tx.send((seq, item)).is_err() {
                     break;
                 }
@@ -209,7 +235,8 @@ fn write_ordered<W: Write>(
     let gz = flate2::write::GzEncoder::new(output, flate2::Compression::new(level));
     let mut builder = tar::Builder::new(gz);
     let mut signed: BTreeMap<u64, Result<Vec<u8>, String>> = BTreeMap::new();
-    let io_err = |e: io::Error| ServiceError::Internal(format!("writing the signed tarball failed: {e}"));
+    let io_err =
+        |e: io::Error| ServiceError::Internal(format!("writing the signed tarball failed: {e}"));
     for (seq, mut item) in order_rx {
         if item.is_module {
             let result = loop {
@@ -223,21 +250,37 @@ fn write_ordered<W: Write>(
                     Err(_) => return Err(ServiceError::Internal("signing workers stopped".into())),
                 }
             };
-            item.data = Payload::Memory(
-                result.map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?,
-            );
+            item.data =
+                Payload::Memory(result.map_err(|e| {
+                    ServiceError::Internal(format!("signing a module failed: {e}"))
+                })?);
         }
         match item.data {
             Payload::Memory(bytes) => {
                 item.header.set_size(bytes.len() as u64);
-                append_raw(&mut builder, &mut item.header, &item.name, item.link.as_deref(), &bytes[..])
+                append_raw(
+                    &mut builder,
+                    &mut item.header,
+                    &item.name,
+                    item.link.as_deref(),
+                    &bytes[..],
+                )
             }
             Payload::Spooled(file, len) => {
                 item.header.set_size(len);
-                append_raw(&mut builder, &mut item.header, &item.name, item.link.as_deref(), file)
+                append_raw(
+                    &mut builder,
+                    &mut item.header,
+                    &item.name,
+                    item.link.as_deref(),
+                    file,
+                )
             }
         }
         .map_err(io_err)?;
     }
-    builder.into_inner().and_then(|gz| gz.finish()).map_err(io_err)
+    builder
+        .into_inner()
+        .and_then(|gz| gz.finish())
+        .map_err(io_err)
 }

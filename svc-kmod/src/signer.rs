@@ -147,7 +147,8 @@ impl ModuleSigner {
             if signer.is_null() {
                 return Err(openssl::error::ErrorStack::get());
             }
-            let bio = ffi::BIO_new_mem_buf(module.as_ptr() as *const _, module.len() as libc::c_int);
+            let bio =
+                ffi::BIO_new_mem_buf(module.as_ptr() as *const _, module.len() as libc::c_int);
             if bio.is_null() {
                 return Err(openssl::error::ErrorStack::get());
             }

@@ -17,36 +17,70 @@ const KVER: &str = "6.1.0-digsig";
 /// `source` symlink, an empty directory, varied modes and mtimes.
 fn make_pkgd(pkgd: &Path) -> Vec<&'static str> {
     let base = pkgd.join("lib/modules").join(KVER);
-    let modules = ["kernel/drivers/net/dsnet.ko", "kernel/fs/dsfs.ko", "extra/vendor.ko"];
+    let modules = [
+        "kernel/drivers/net/dsnet.ko",
+        "kernel/fs/dsfs.ko",
+        "extra/vendor.ko",
+    ];
     for (i, rel) in modules.iter().enumerate() {
         let path = base.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let name = Path::new(rel).file_stem().unwrap().to_str().unwrap();
-        std::fs::write(&path, make_module(pkgd.parent().unwrap(), name, &filler(30_000 * (i + 1), i as u64))).unwrap();
+        std::fs::write(
+            &path,
+            make_module(
+                pkgd.parent().unwrap(),
+                name,
+                &filler(30_000 * (i + 1), i as u64),
+            ),
+        )
+        .unwrap();
     }
-    std::fs::set_permissions(base.join("extra/vendor.ko"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        base.join("extra/vendor.ko"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::write(base.join("modules.dep"), "kernel/fs/dsfs.ko:\n").unwrap();
-    std::fs::write(base.join("kernel/drivers/net/README.ko.txt"), "not a module\n").unwrap();
+    std::fs::write(
+        base.join("kernel/drivers/net/README.ko.txt"),
+        "not a module\n",
+    )
+    .unwrap();
     // Larger than the in-memory threshold: passes through a spool file.
     std::fs::write(base.join("firmware.bin"), filler(6 << 20, 42)).unwrap();
     std::fs::create_dir_all(base.join("updates")).unwrap();
     symlink("/usr/src/kernel", base.join("build")).unwrap();
     symlink("build", base.join("source")).unwrap();
-    run(Command::new("touch").args(["-h", "-d", "2020-02-02 02:02:02"]).arg(base.join("modules.dep")));
-    run(Command::new("touch").args(["-h", "-d", "2021-03-03 03:03:03"]).arg(base.join("source")));
+    run(Command::new("touch")
+        .args(["-h", "-d", "2020-02-02 02:02:02"])
+        .arg(base.join("modules.dep")));
+    run(Command::new("touch")
+        .args(["-h", "-d", "2021-03-03 03:03:03"])
+        .arg(base.join("source")));
     modules.to_vec()
 }
 
 /// `tar -C $PKGD -c -z -f modules-in.tar.gz lib/modules`
 fn pack(pkgd: &Path, dest: &Path) {
-    run(Command::new("tar").arg("-C").arg(pkgd).args(["-c", "-z", "-f"]).arg(dest).arg("lib/modules"));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(pkgd)
+        .args(["-c", "-z", "-f"])
+        .arg(dest)
+        .arg("lib/modules"));
 }
 
 #[test]
 fn bbclass_sequence_signs_every_module_and_keeps_everything_else() {
     let tmp = tempfile::tempdir().unwrap();
     let keyroot = tmp.path().join("keys");
-    let keys = kmod_keystore(&keyroot, "jetson-xavier", KeyKind::Rsa(2048), "digsig http test");
+    let keys = kmod_keystore(
+        &keyroot,
+        "jetson-xavier",
+        KeyKind::Rsa(2048),
+        "digsig http test",
+    );
     let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
 
     let pkgd = tmp.path().join("pkgd");
@@ -58,8 +92,22 @@ fn bbclass_sequence_signs_every_module_and_keeps_everything_else() {
     // The client's exact calls.
     run(Command::new("curl")
         .current_dir(&work)
-        .args(["--silent", "--fail", "-X", "POST", "-F", "machine=jetson-xavier", "-F", "hashalg=sha512"])
-        .args(["-F", "artifact=@modules-in.tar.gz", "--output", "modules-out.tar.gz"])
+        .args([
+            "--silent",
+            "--fail",
+            "-X",
+            "POST",
+            "-F",
+            "machine=jetson-xavier",
+            "-F",
+            "hashalg=sha512",
+        ])
+        .args([
+            "-F",
+            "artifact=@modules-in.tar.gz",
+            "--output",
+            "modules-out.tar.gz",
+        ])
         .arg(format!("{}/sign/modules", server.url)));
     let out = work.join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -73,32 +121,76 @@ fn bbclass_sequence_signs_every_module_and_keeps_everything_else() {
     let after = out.join("lib/modules").join(KVER);
     for rel in &modules {
         let original = std::fs::read(before.join(rel)).unwrap();
-        let reference = sign_file(tmp.path(), "sha512", &keys.key_pem, &keys.cert_pem, &original);
-        assert_eq!(std::fs::read(after.join(rel)).unwrap(), reference, "{rel} differs from sign-file's output");
+        let reference = sign_file(
+            tmp.path(),
+            "sha512",
+            &keys.key_pem,
+            &keys.cert_pem,
+            &original,
+        );
+        assert_eq!(
+            std::fs::read(after.join(rel)).unwrap(),
+            reference,
+            "{rel} differs from sign-file's output"
+        );
         assert_eq!(modinfo(&after.join(rel), "signer"), "digsig http test");
         assert_eq!(modinfo(&after.join(rel), "sig_hashalgo"), "sha512");
     }
     // Everything else as it was: contents, modes, mtimes, link targets.
-    for rel in ["modules.dep", "kernel/drivers/net/README.ko.txt", "firmware.bin"] {
-        assert_eq!(std::fs::read(after.join(rel)).unwrap(), std::fs::read(before.join(rel)).unwrap(), "{rel}");
+    for rel in [
+        "modules.dep",
+        "kernel/drivers/net/README.ko.txt",
+        "firmware.bin",
+    ] {
+        assert_eq!(
+            std::fs::read(after.join(rel)).unwrap(),
+            std::fs::read(before.join(rel)).unwrap(),
+            "{rel}"
+        );
     }
-    for rel in ["modules.dep", "extra/vendor.ko", "kernel/fs/dsfs.ko", "updates", "kernel"] {
-        let (b, a) = (std::fs::metadata(before.join(rel)).unwrap(), std::fs::metadata(after.join(rel)).unwrap());
+    for rel in [
+        "modules.dep",
+        "extra/vendor.ko",
+        "kernel/fs/dsfs.ko",
+        "updates",
+        "kernel",
+    ] {
+        let (b, a) = (
+            std::fs::metadata(before.join(rel)).unwrap(),
+            std::fs::metadata(after.join(rel)).unwrap(),
+        );
         assert_eq!(a.mode(), b.mode(), "{rel} mode");
         assert_eq!(a.mtime(), b.mtime(), "{rel} mtime");
     }
-    assert_eq!(std::fs::read_link(after.join("build")).unwrap(), Path::new("/usr/src/kernel"));
-    assert_eq!(std::fs::read_link(after.join("source")).unwrap(), Path::new("build"));
     assert_eq!(
-        std::fs::symlink_metadata(after.join("source")).unwrap().mtime(),
-        std::fs::symlink_metadata(before.join("source")).unwrap().mtime()
+        std::fs::read_link(after.join("build")).unwrap(),
+        Path::new("/usr/src/kernel")
+    );
+    assert_eq!(
+        std::fs::read_link(after.join("source")).unwrap(),
+        Path::new("build")
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(after.join("source"))
+            .unwrap()
+            .mtime(),
+        std::fs::symlink_metadata(before.join("source"))
+            .unwrap()
+            .mtime()
     );
     assert!(after.join("updates").is_dir());
 
     // Names carry upstream's "./" prefix (the client extracts "./lib/modules").
-    let listing = String::from_utf8(run(Command::new("tar").arg("-tzf").arg(work.join("modules-out.tar.gz")))).unwrap();
+    let listing = String::from_utf8(run(Command::new("tar")
+        .arg("-tzf")
+        .arg(work.join("modules-out.tar.gz"))))
+    .unwrap();
     assert!(listing.lines().all(|l| l.starts_with("./")), "{listing}");
-    assert!(server.leftovers().is_empty(), "work dirs left behind: {:?}", server.leftovers());
+    assert!(
+        server.leftovers().is_empty(),
+        "work dirs left behind: {:?}",
+        server.leftovers()
+    );
 }
 
 #[test]
@@ -113,15 +205,27 @@ fn hashalg_defaults_to_sha512_and_sha256_is_honoured() {
     let url = format!("{}/sign/modules", server.url);
     for (fields, expected) in [
         (vec!["machine=m1", "artifact=@in.tar.gz"], "sha512"),
-        (vec!["machine=m1", "hashalg=sha256", "artifact=@in.tar.gz"], "sha256"),
-        (vec!["machine=m1", "hashalg=sha384", "artifact=@in.tar.gz"], "sha384"),
+        (
+            vec!["machine=m1", "hashalg=sha256", "artifact=@in.tar.gz"],
+            "sha256",
+        ),
+        (
+            vec!["machine=m1", "hashalg=sha384", "artifact=@in.tar.gz"],
+            "sha384",
+        ),
     ] {
         let reply = curl_post(&url, &fields, tmp.path());
         assert_eq!(reply.status, 200, "{}", reply.text());
         let out = tempfile::tempdir().unwrap();
         std::fs::write(out.path().join("o.tar.gz"), &reply.body).unwrap();
-        run(Command::new("tar").current_dir(out.path()).args(["-xzf", "o.tar.gz"]));
-        let module = out.path().join("lib/modules").join(KVER).join("kernel/fs/dsfs.ko");
+        run(Command::new("tar")
+            .current_dir(out.path())
+            .args(["-xzf", "o.tar.gz"]));
+        let module = out
+            .path()
+            .join("lib/modules")
+            .join(KVER)
+            .join("kernel/fs/dsfs.ko");
         assert_eq!(modinfo(&module, "sig_hashalgo"), expected);
     }
 }
@@ -134,8 +238,16 @@ fn keys_from_s3_sign_the_same_as_keys_from_files() {
     let client = moto.client();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        client.create_bucket().bucket("kmod-keys").send().await.unwrap();
-        for (name, path) in [("kernel-signkey.priv", &keys.key_pem), ("kernel-signkey.x509", &keys.cert_pem)] {
+        client
+            .create_bucket()
+            .bucket("kmod-keys")
+            .send()
+            .await
+            .unwrap();
+        for (name, path) in [
+            ("kernel-signkey.priv", &keys.key_pem),
+            ("kernel-signkey.x509", &keys.cert_pem),
+        ] {
             client
                 .put_object()
                 .bucket("kmod-keys")
@@ -152,12 +264,18 @@ fn keys_from_s3_sign_the_same_as_keys_from_files() {
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::write(tree.join("s3mod.ko"), &module).unwrap();
     pack(&tmp.path().join("tree"), &tmp.path().join("in.tar.gz"));
-    let reply = curl_post(&format!("{}/sign/modules", server.url), &["machine=s3box", "artifact=@in.tar.gz"], tmp.path());
+    let reply = curl_post(
+        &format!("{}/sign/modules", server.url),
+        &["machine=s3box", "artifact=@in.tar.gz"],
+        tmp.path(),
+    );
     assert_eq!(reply.status, 200, "{}", reply.text());
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("o.tar.gz"), &reply.body).unwrap();
-    run(Command::new("tar").current_dir(&out).args(["-xzf", "o.tar.gz"]));
+    run(Command::new("tar")
+        .current_dir(&out)
+        .args(["-xzf", "o.tar.gz"]));
     assert_eq!(
         std::fs::read(out.join("lib/modules/x/s3mod.ko")).unwrap(),
         sign_file(tmp.path(), "sha512", &keys.key_pem, &keys.cert_pem, &module)
@@ -188,7 +306,11 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
     // A machine whose key and certificate are not a pair.
     let other = make_keypair(&tmp.path().join("other"), KeyKind::Rsa(2048), "other");
     let bad = kmod_keystore(&keyroot, "mismatched", KeyKind::Rsa(2048), "mismatched");
-    std::fs::copy(&other.cert_pem, keyroot.join("mismatched/kmodsign/kernel-signkey.x509")).unwrap();
+    std::fs::copy(
+        &other.cert_pem,
+        keyroot.join("mismatched/kmodsign/kernel-signkey.x509"),
+    )
+    .unwrap();
     // A machine directory without kmodsign keys.
     std::fs::create_dir_all(keyroot.join("nokmod/mender")).unwrap();
     let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
@@ -204,8 +326,16 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &[0x55u8; 4096]).unwrap();
     std::fs::write(d.join("notar.gz"), gz.finish().unwrap()).unwrap();
-    std::fs::write(d.join("dotdot.tar.gz"), tarball_with_raw_name(b"lib/../../evil.ko", &module)).unwrap();
-    std::fs::write(d.join("absolute.tar.gz"), tarball_with_raw_name(b"/tmp/evil.ko", &module)).unwrap();
+    std::fs::write(
+        d.join("dotdot.tar.gz"),
+        tarball_with_raw_name(b"lib/../../evil.ko", &module),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("absolute.tar.gz"),
+        tarball_with_raw_name(b"/tmp/evil.ko", &module),
+    )
+    .unwrap();
     let empty_tree = d.join("e/lib/modules/v");
     std::fs::create_dir_all(&empty_tree).unwrap();
     std::fs::write(empty_tree.join("modules.dep"), b"").unwrap();
@@ -214,17 +344,37 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
     let cases: &[(&[&str], u16, &str)] = &[
         (&["artifact=@ok.tar.gz"], 400, "machine"),
         (&["machine=good"], 400, "artifact"),
-        (&["machine=good", "hashalg=md5", "artifact=@ok.tar.gz"], 400, "hashalg"),
+        (
+            &["machine=good", "hashalg=md5", "artifact=@ok.tar.gz"],
+            400,
+            "hashalg",
+        ),
         (&["machine=good", "artifact=@plain.bin"], 400, "gzip"),
         (&["machine=good", "artifact=@notar.gz"], 400, "tar"),
         (&["machine=../good", "artifact=@ok.tar.gz"], 400, "../good"),
         (&["machine=good/x", "artifact=@ok.tar.gz"], 400, "good/x"),
         (&["machine=good", "artifact=@dotdot.tar.gz"], 400, "evil.ko"),
-        (&["machine=good", "artifact=@absolute.tar.gz"], 400, "evil.ko"),
-        (&["machine=good", "artifact=@nomodules.tar.gz"], 422, "no *.ko"),
-        (&["machine=unknown-board", "artifact=@ok.tar.gz"], 404, "unknown-board"),
+        (
+            &["machine=good", "artifact=@absolute.tar.gz"],
+            400,
+            "evil.ko",
+        ),
+        (
+            &["machine=good", "artifact=@nomodules.tar.gz"],
+            422,
+            "no *.ko",
+        ),
+        (
+            &["machine=unknown-board", "artifact=@ok.tar.gz"],
+            404,
+            "unknown-board",
+        ),
         (&["machine=nokmod", "artifact=@ok.tar.gz"], 404, "nokmod"),
-        (&["machine=mismatched", "artifact=@ok.tar.gz"], 500, "does not match"),
+        (
+            &["machine=mismatched", "artifact=@ok.tar.gz"],
+            500,
+            "does not match",
+        ),
     ];
     let key_text = std::fs::read_to_string(&bad.key_pem).unwrap();
     let key_body: String = key_text.lines().nth(1).unwrap().to_string();
@@ -232,13 +382,29 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
         let reply = curl_post(&url, fields, d);
         let text = reply.text();
         assert_eq!(reply.status, *status, "{fields:?}: {text}");
-        assert!(text.contains(needle), "{fields:?}: message {text:?} does not mention {needle:?}");
-        assert!(!text.contains("PRIVATE KEY") && !text.contains(&key_body), "{fields:?} leaks key material");
-        assert!(server.leftovers().is_empty(), "{fields:?} left {:?}", server.leftovers());
+        assert!(
+            text.contains(needle),
+            "{fields:?}: message {text:?} does not mention {needle:?}"
+        );
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains(&key_body),
+            "{fields:?} leaks key material"
+        );
+        assert!(
+            server.leftovers().is_empty(),
+            "{fields:?} left {:?}",
+            server.leftovers()
+        );
     }
     // Nothing was written beside the tree the tarballs named.
     assert!(!Path::new("/tmp/evil.ko").exists());
-    assert!(!server.workdir_base.path().parent().unwrap().join("evil.ko").exists());
+    assert!(!server
+        .workdir_base
+        .path()
+        .parent()
+        .unwrap()
+        .join("evil.ko")
+        .exists());
     // The good request still works after all that.
     let reply = curl_post(&url, &["machine=good", "artifact=@ok.tar.gz"], d);
     assert_eq!(reply.status, 200, "{}", reply.text());

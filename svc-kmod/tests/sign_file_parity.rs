@@ -13,14 +13,21 @@ const HASHES: [HashAlg; 3] = [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]
 
 fn check_rsa(bits: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let keys = make_keypair(&dir.path().join("keys"), KeyKind::Rsa(bits), &format!("digsig parity rsa{bits}"));
+    let keys = make_keypair(
+        &dir.path().join("keys"),
+        KeyKind::Rsa(bits),
+        &format!("digsig parity rsa{bits}"),
+    );
     let module = make_module(dir.path(), "parity", &filler(50_000, bits as u64));
     let key = std::fs::read(&keys.key_pem).unwrap();
     for hash in HASHES {
         for cert_path in [&keys.cert_pem, &keys.cert_der] {
             let reference = sign_file(dir.path(), hash.name(), &keys.key_pem, cert_path, &module);
             let cert = std::fs::read(cert_path).unwrap();
-            let ours = ModuleSigner::new(&key, &cert, hash).unwrap().sign_module(&module).unwrap();
+            let ours = ModuleSigner::new(&key, &cert, hash)
+                .unwrap()
+                .sign_module(&module)
+                .unwrap();
             assert_eq!(
                 ours,
                 reference,
@@ -30,7 +37,10 @@ fn check_rsa(bits: u32) {
             );
             let signed = dir.path().join("ours.ko");
             std::fs::write(&signed, &ours).unwrap();
-            assert_eq!(modinfo(&signed, "signer"), format!("digsig parity rsa{bits}"));
+            assert_eq!(
+                modinfo(&signed, "signer"),
+                format!("digsig parity rsa{bits}")
+            );
             assert_eq!(modinfo(&signed, "sig_hashalgo"), hash.name());
             assert_eq!(modinfo(&signed, "sig_id"), "PKCS#7");
         }
@@ -53,48 +63,90 @@ fn cms_shape(dir: &std::path::Path, signed: &[u8]) -> Vec<String> {
     let sig = cms_of(signed);
     let path = dir.join("sig.der");
     std::fs::write(&path, sig).unwrap();
-    let text = run(Command::new("openssl").args(["asn1parse", "-inform", "DER", "-in"]).arg(&path));
+    let text = run(Command::new("openssl")
+        .args(["asn1parse", "-inform", "DER", "-in"])
+        .arg(&path));
     let lines: Vec<String> = String::from_utf8(text)
         .unwrap()
         .lines()
         .map(|l| {
             // "  123:d=4  hl=2 l=  70 prim: OCTET STRING [HEX DUMP]:..." -> depth, kind, value
-            let after_len = l.split_once("prim:").or_else(|| l.split_once("cons:")).map(|(_, r)| r).unwrap_or(l);
-            let depth = l.split_whitespace().nth(0).and_then(|f| f.split_once(':')).map(|(_, d)| d).unwrap_or("");
+            let after_len = l
+                .split_once("prim:")
+                .or_else(|| l.split_once("cons:"))
+                .map(|(_, r)| r)
+                .unwrap_or(l);
+            let depth = l
+                .split_whitespace()
+                .nth(0)
+                .and_then(|f| f.split_once(':'))
+                .map(|(_, d)| d)
+                .unwrap_or("");
             format!("{depth} {}", after_len.trim())
         })
         .collect();
     // The last element is the signature value: its bytes differ each time.
     let (last, rest) = lines.split_last().unwrap();
-    assert!(last.contains("OCTET STRING"), "last element is not the signature: {last}");
+    assert!(
+        last.contains("OCTET STRING"),
+        "last element is not the signature: {last}"
+    );
     rest.to_vec()
 }
 
 /// The CMS blob appended to a signed module.
 fn cms_of(signed: &[u8]) -> &[u8] {
-    let rest = signed.strip_suffix(MODULE_SIG_MAGIC).expect("no signature magic");
+    let rest = signed
+        .strip_suffix(MODULE_SIG_MAGIC)
+        .expect("no signature magic");
     let len = u32::from_be_bytes(rest[rest.len() - 4..].try_into().unwrap()) as usize;
     &rest[rest.len() - 12 - len..rest.len() - 12]
 }
 
 fn check_ec(curve: &'static str) {
     let dir = tempfile::tempdir().unwrap();
-    let keys = make_keypair(&dir.path().join("keys"), KeyKind::Ec(curve), &format!("digsig parity {curve}"));
+    let keys = make_keypair(
+        &dir.path().join("keys"),
+        KeyKind::Ec(curve),
+        &format!("digsig parity {curve}"),
+    );
     let module = make_module(dir.path(), "ecmod", &filler(20_000, 7));
     let key = std::fs::read(&keys.key_pem).unwrap();
     let cert = std::fs::read(&keys.cert_pem).unwrap();
     for hash in HASHES {
-        let reference = sign_file(dir.path(), hash.name(), &keys.key_pem, &keys.cert_pem, &module);
-        let ours = ModuleSigner::new(&key, &cert, hash).unwrap().sign_module(&module).unwrap();
+        let reference = sign_file(
+            dir.path(),
+            hash.name(),
+            &keys.key_pem,
+            &keys.cert_pem,
+            &module,
+        );
+        let ours = ModuleSigner::new(&key, &cert, hash)
+            .unwrap()
+            .sign_module(&module)
+            .unwrap();
         assert!(ours.starts_with(&module) && reference.starts_with(&module));
-        assert_eq!(cms_shape(dir.path(), &ours), cms_shape(dir.path(), &reference), "{curve} {}", hash.name());
+        assert_eq!(
+            cms_shape(dir.path(), &ours),
+            cms_shape(dir.path(), &reference),
+            "{curve} {}",
+            hash.name()
+        );
         // The signature verifies over the module with the certificate.
         let sig_path = dir.path().join("ours.p7s");
         let content = dir.path().join("content.ko");
         std::fs::write(&sig_path, cms_of(&ours)).unwrap();
         std::fs::write(&content, &module).unwrap();
         run(Command::new("openssl")
-            .args(["cms", "-verify", "-binary", "-inform", "DER", "-noverify", "-in"])
+            .args([
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-noverify",
+                "-in",
+            ])
             .arg(&sig_path)
             .arg("-content")
             .arg(&content)
@@ -135,8 +187,17 @@ fn already_signed_module_gets_its_signature_replaced() {
     .unwrap();
     let resigned = signer.sign_module(&signed_by_old).unwrap();
     // Exactly what sign-file makes from the unsigned module: one signature, the new one.
-    assert_eq!(resigned, sign_file(dir.path(), "sha512", &new.key_pem, &new.cert_pem, &module));
-    assert_eq!(resigned.windows(MODULE_SIG_MAGIC.len()).filter(|w| *w == MODULE_SIG_MAGIC).count(), 1);
+    assert_eq!(
+        resigned,
+        sign_file(dir.path(), "sha512", &new.key_pem, &new.cert_pem, &module)
+    );
+    assert_eq!(
+        resigned
+            .windows(MODULE_SIG_MAGIC.len())
+            .filter(|w| *w == MODULE_SIG_MAGIC)
+            .count(),
+        1
+    );
     // Signing twice with the same key is idempotent.
     assert_eq!(signer.sign_module(&resigned).unwrap(), resigned);
 }
@@ -160,9 +221,18 @@ fn unusable_keys_are_named_errors() {
     let key_a = std::fs::read(&a.key_pem).unwrap();
     let cert_a = std::fs::read(&a.cert_pem).unwrap();
     let cert_b = std::fs::read(&b.cert_der).unwrap();
-    assert!(matches!(ModuleSigner::new(&key_a, &cert_b, HashAlg::Sha256), Err(KeyError::Mismatch)));
-    assert!(matches!(ModuleSigner::new(b"not a key", &cert_a, HashAlg::Sha256), Err(KeyError::BadPrivateKey)));
-    assert!(matches!(ModuleSigner::new(&key_a, b"not a cert", HashAlg::Sha256), Err(KeyError::BadCertificate)));
+    assert!(matches!(
+        ModuleSigner::new(&key_a, &cert_b, HashAlg::Sha256),
+        Err(KeyError::Mismatch)
+    ));
+    assert!(matches!(
+        ModuleSigner::new(b"not a key", &cert_a, HashAlg::Sha256),
+        Err(KeyError::BadPrivateKey)
+    ));
+    assert!(matches!(
+        ModuleSigner::new(&key_a, b"not a cert", HashAlg::Sha256),
+        Err(KeyError::BadCertificate)
+    ));
     // The messages name files, never key bytes.
     let msg = KeyError::Mismatch.to_string();
     assert!(msg.contains("kernel-signkey.priv") && msg.contains("kernel-signkey.x509"));

@@ -78,8 +78,15 @@ impl UpdateApi {
     /// detached DER CMS signature with `swupdate/cms.cert` and
     /// `cms-private.key` as `openssl cms -sign -binary -nosmimecap -outform DER`
     /// does. The reply is the signature, to ship as `sw-description.sig`.
-    #[oai(path = "/sign/swupdate", method = "post", tag = "ApiTags::UpdatePackages")]
-    async fn sign_swupdate(&self, form: SignSwupdateForm) -> Result<SignSwupdateResponse, ServiceError> {
+    #[oai(
+        path = "/sign/swupdate",
+        method = "post",
+        tag = "ApiTags::UpdatePackages"
+    )]
+    async fn sign_swupdate(
+        &self,
+        form: SignSwupdateForm,
+    ) -> Result<SignSwupdateResponse, ServiceError> {
         let distro = Selector::parse(&form.distro)?;
         if form.sw_description.size() > MAX_SW_DESCRIPTION {
             return Err(ServiceError::TooLarge(format!(
@@ -87,13 +94,13 @@ impl UpdateApi {
                 form.sw_description.size()
             )));
         }
-        let data = form
-            .sw_description
-            .into_vec()
-            .await
-            .map_err(|e| ServiceError::BadRequest(format!("sw-description could not be read: {e}")))?;
+        let data = form.sw_description.into_vec().await.map_err(|e| {
+            ServiceError::BadRequest(format!("sw-description could not be read: {e}"))
+        })?;
         if data.is_empty() {
-            return Err(ServiceError::BadRequest("sw-description is empty; send the file's contents".into()));
+            return Err(ServiceError::BadRequest(
+                "sw-description is empty; send the file's contents".into(),
+            ));
         }
         let fetch = |file: &'static str| {
             let name = KeyFileName::parse(file).expect("a valid constant name");

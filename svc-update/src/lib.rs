@@ -26,7 +26,12 @@ pub fn app(keystore: KeyStore) -> impl Endpoint {
         keystore: Some(keystore.clone()),
         ..Readiness::default()
     };
-    servicekit::openapi_routes(UpdateApi::new(keystore), readiness, "digsig svc-update", env!("CARGO_PKG_VERSION"))
+    servicekit::openapi_routes(
+        UpdateApi::new(keystore),
+        readiness,
+        "digsig svc-update",
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// Serves the update package signing service on `listener` until `shutdown`.

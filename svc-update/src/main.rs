@@ -2,7 +2,9 @@
 //! `svc-update [--address A] [--port P] [--debug] [--demo]`.
 
 fn main() -> std::process::ExitCode {
-    servicekit::service_main("svc-update", svc_update::demo::add_demo_keys, |listener, keystore, _config, shutdown| {
-        svc_update::run(listener, keystore, shutdown)
-    })
+    servicekit::service_main(
+        "svc-update",
+        svc_update::demo::add_demo_keys,
+        |listener, keystore, _config, shutdown| svc_update::run(listener, keystore, shutdown),
+    )
 }

@@ -74,7 +74,11 @@ pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
 pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
     let cert = certificate(cert, "cms.cert")?;
     let key = private_key(key, "cms-private.key")?;
-    if !cert.public_key().map(|p| p.public_eq(&key)).unwrap_or(false) {
+    if !cert
+        .public_key()
+        .map(|p| p.public_eq(&key))
+        .unwrap_or(false)
+    {
         return Err(KeyError::Mismatch);
     }
     let flags = CMSOptions::BINARY | CMSOptions::DETACHED | CMSOptions::NOSMIMECAP;

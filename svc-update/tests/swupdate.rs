@@ -8,7 +8,11 @@ use servicekit::testing::TestServer;
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -21,9 +25,37 @@ fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
 fn keystore(root: &Path, distro: &str, bits: u32) -> std::path::PathBuf {
     let dir = root.join(distro).join("swupdate");
     std::fs::create_dir_all(&dir).unwrap();
-    openssl(&dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", &format!("rsa_keygen_bits:{bits}"), "-out", "rsa-private.key"]);
-    openssl(&dir, &["req", "-new", "-x509", "-nodes", "-days", "2", "-newkey", "rsa:2048", "-subj", "/CN=digsig swupdate test",
-        "-keyout", "cms-private.key", "-out", "cms.cert"]);
+    openssl(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &format!("rsa_keygen_bits:{bits}"),
+            "-out",
+            "rsa-private.key",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=digsig swupdate test",
+            "-keyout",
+            "cms-private.key",
+            "-out",
+            "cms.cert",
+        ],
+    );
     dir
 }
 
@@ -47,11 +79,19 @@ const SW_DESCRIPTION: &str = r#"software =
 /// The client's call; returns (status, body).
 fn post(url: &str, dir: &Path, fields: &[&str]) -> (u16, Vec<u8>) {
     let mut cmd = Command::new("curl");
-    cmd.current_dir(dir).args(["--silent", "--show-error", "--max-time", "30", "-X", "POST"]);
+    cmd.current_dir(dir)
+        .args(["--silent", "--show-error", "--max-time", "30", "-X", "POST"]);
     for f in fields {
         cmd.arg("-F").arg(f);
     }
-    let out = run(cmd.args(["--output", "sw-description.sig", "--write-out", "%{http_code}"]).arg(format!("{url}/sign/swupdate")));
+    let out = run(cmd
+        .args([
+            "--output",
+            "sw-description.sig",
+            "--write-out",
+            "%{http_code}",
+        ])
+        .arg(format!("{url}/sign/swupdate")));
     let status = String::from_utf8(out).unwrap().parse().unwrap();
     let body = std::fs::read(dir.join("sw-description.sig")).unwrap_or_default();
     let _ = std::fs::remove_file(dir.join("sw-description.sig"));
@@ -64,7 +104,10 @@ fn rsa_signatures_are_byte_identical_to_openssl_dgst_and_verify() {
     let keys = tmp.path().join("keys");
     let mut distros = vec![];
     for bits in [2048, 4096] {
-        distros.push((format!("distro-{bits}"), keystore(&keys, &format!("distro-{bits}"), bits)));
+        distros.push((
+            format!("distro-{bits}"),
+            keystore(&keys, &format!("distro-{bits}"), bits),
+        ));
     }
     let srv = server(&keys);
     let client = tmp.path().join("client");
@@ -73,18 +116,58 @@ fn rsa_signatures_are_byte_identical_to_openssl_dgst_and_verify() {
     for (distro, dir) in &distros {
         // The swupdate class's exact call, and the same with `method` left out.
         for fields in [
-            vec![format!("distro={distro}"), "method=RSA".into(), "sw-description=@sw-description".into()],
-            vec![format!("distro={distro}"), "sw-description=@sw-description".into()],
+            vec![
+                format!("distro={distro}"),
+                "method=RSA".into(),
+                "sw-description=@sw-description".into(),
+            ],
+            vec![
+                format!("distro={distro}"),
+                "sw-description=@sw-description".into(),
+            ],
         ] {
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             let (status, sig) = post(&srv.url, &client, &fields);
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&sig));
             let key = dir.join("rsa-private.key");
-            let reference = openssl(&client, &["dgst", "-sha256", "-sign", key.to_str().unwrap(), "sw-description"]);
-            assert_eq!(sig, reference, "{distro}: differs from openssl dgst -sha256 -sign");
+            let reference = openssl(
+                &client,
+                &[
+                    "dgst",
+                    "-sha256",
+                    "-sign",
+                    key.to_str().unwrap(),
+                    "sw-description",
+                ],
+            );
+            assert_eq!(
+                sig, reference,
+                "{distro}: differs from openssl dgst -sha256 -sign"
+            );
             std::fs::write(client.join("got.sig"), &sig).unwrap();
-            openssl(&client, &["pkey", "-in", key.to_str().unwrap(), "-pubout", "-out", "pub.pem"]);
-            let verified = openssl(&client, &["dgst", "-sha256", "-verify", "pub.pem", "-signature", "got.sig", "sw-description"]);
+            openssl(
+                &client,
+                &[
+                    "pkey",
+                    "-in",
+                    key.to_str().unwrap(),
+                    "-pubout",
+                    "-out",
+                    "pub.pem",
+                ],
+            );
+            let verified = openssl(
+                &client,
+                &[
+                    "dgst",
+                    "-sha256",
+                    "-verify",
+                    "pub.pem",
+                    "-signature",
+                    "got.sig",
+                    "sw-description",
+                ],
+            );
             assert_eq!(String::from_utf8_lossy(&verified).trim(), "Verified OK");
         }
     }
@@ -99,22 +182,86 @@ fn cms_signatures_verify_with_openssl_cms() {
     let client = tmp.path().join("client");
     std::fs::create_dir_all(&client).unwrap();
     std::fs::write(client.join("sw-description"), SW_DESCRIPTION).unwrap();
-    let (status, sig) = post(&srv.url, &client, &["distro=poky", "method=CMS", "sw-description=@sw-description"]);
+    let (status, sig) = post(
+        &srv.url,
+        &client,
+        &[
+            "distro=poky",
+            "method=CMS",
+            "sw-description=@sw-description",
+        ],
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&sig));
     std::fs::write(client.join("got.sig"), &sig).unwrap();
     let cert = dir.join("cms.cert");
     // As SWUpdate checks it: detached, binary, signer's certificate as CA.
-    openssl(&client, &["cms", "-verify", "-binary", "-inform", "DER", "-in", "got.sig", "-content", "sw-description",
-        "-CAfile", cert.to_str().unwrap(), "-purpose", "any", "-out", "/dev/null"]);
+    openssl(
+        &client,
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "got.sig",
+            "-content",
+            "sw-description",
+            "-CAfile",
+            cert.to_str().unwrap(),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+    );
     // The structure the openssl cms -sign call makes: detached, signer cert included.
-    let printed = String::from_utf8(openssl(&client, &["cms", "-cmsout", "-print", "-inform", "DER", "-in", "got.sig"])).unwrap();
-    assert!(printed.contains("eContent: <ABSENT>"), "not detached:\n{printed}");
-    assert!(printed.contains("CN=digsig swupdate test"), "signer certificate missing:\n{printed}");
-    assert!(!printed.contains("SMIMECapabilities"), "nosmimecap not honoured");
+    let printed = String::from_utf8(openssl(
+        &client,
+        &[
+            "cms", "-cmsout", "-print", "-inform", "DER", "-in", "got.sig",
+        ],
+    ))
+    .unwrap();
+    assert!(
+        printed.contains("eContent: <ABSENT>"),
+        "not detached:\n{printed}"
+    );
+    assert!(
+        printed.contains("CN=digsig swupdate test"),
+        "signer certificate missing:\n{printed}"
+    );
+    assert!(
+        !printed.contains("SMIMECapabilities"),
+        "nosmimecap not honoured"
+    );
     // A changed sw-description does not verify.
-    std::fs::write(client.join("sw-description"), SW_DESCRIPTION.replace("1.0.0", "6.6.6")).unwrap();
-    let out = Command::new("openssl").current_dir(&client).args(["cms", "-verify", "-binary", "-inform", "DER", "-in", "got.sig",
-        "-content", "sw-description", "-CAfile", cert.to_str().unwrap(), "-purpose", "any", "-out", "/dev/null"]).output().unwrap();
+    std::fs::write(
+        client.join("sw-description"),
+        SW_DESCRIPTION.replace("1.0.0", "6.6.6"),
+    )
+    .unwrap();
+    let out = Command::new("openssl")
+        .current_dir(&client)
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "got.sig",
+            "-content",
+            "sw-description",
+            "-CAfile",
+            cert.to_str().unwrap(),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "a tampered sw-description verified");
 }
 
@@ -126,11 +273,26 @@ fn bad_requests_get_clear_4xx_and_bad_keys_5xx_without_key_material() {
     // A distro whose CMS key does not match its certificate, and whose RSA key is EC.
     let bad = keystore(&keys, "mismatch", 2048);
     std::fs::copy(dir.join("cms-private.key"), bad.join("cms-private.key")).unwrap();
-    openssl(&bad, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "rsa-private.key"]);
+    openssl(
+        &bad,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "rsa-private.key",
+        ],
+    );
     // A distro with only an RSA key.
     let rsa_only = keys.join("rsa-only/swupdate");
     std::fs::create_dir_all(&rsa_only).unwrap();
-    std::fs::copy(dir.join("rsa-private.key"), rsa_only.join("rsa-private.key")).unwrap();
+    std::fs::copy(
+        dir.join("rsa-private.key"),
+        rsa_only.join("rsa-private.key"),
+    )
+    .unwrap();
     let srv = server(&keys);
     let client = tmp.path().join("client");
     std::fs::create_dir_all(&client).unwrap();
@@ -142,19 +304,65 @@ fn bad_requests_get_clear_4xx_and_bad_keys_5xx_without_key_material() {
     for (fields, status, needle) in [
         (vec!["sw-description=@sw-description"], 400, "distro"),
         (vec!["distro=poky"], 400, "sw-description"),
-        (vec!["distro=poky", "method=ECDSA", "sw-description=@sw-description"], 400, "method"),
+        (
+            vec![
+                "distro=poky",
+                "method=ECDSA",
+                "sw-description=@sw-description",
+            ],
+            400,
+            "method",
+        ),
         (vec!["distro=poky", "sw-description=@empty"], 400, "empty"),
-        (vec!["distro=../etc", "sw-description=@sw-description"], 400, "../etc"),
-        (vec!["distro=nosuch", "sw-description=@sw-description"], 404, "nosuch"),
-        (vec!["distro=rsa-only", "method=CMS", "sw-description=@sw-description"], 500, "cms.cert"),
-        (vec!["distro=mismatch", "method=CMS", "sw-description=@sw-description"], 500, "does not match"),
-        (vec!["distro=mismatch", "method=RSA", "sw-description=@sw-description"], 500, "needs an RSA key"),
+        (
+            vec!["distro=../etc", "sw-description=@sw-description"],
+            400,
+            "../etc",
+        ),
+        (
+            vec!["distro=nosuch", "sw-description=@sw-description"],
+            404,
+            "nosuch",
+        ),
+        (
+            vec![
+                "distro=rsa-only",
+                "method=CMS",
+                "sw-description=@sw-description",
+            ],
+            500,
+            "cms.cert",
+        ),
+        (
+            vec![
+                "distro=mismatch",
+                "method=CMS",
+                "sw-description=@sw-description",
+            ],
+            500,
+            "does not match",
+        ),
+        (
+            vec![
+                "distro=mismatch",
+                "method=RSA",
+                "sw-description=@sw-description",
+            ],
+            500,
+            "needs an RSA key",
+        ),
     ] {
         let (got, body) = post(&srv.url, &client, &fields);
         let text = String::from_utf8_lossy(&body);
         assert_eq!(got, status, "{fields:?}: {text}");
-        assert!(text.contains(needle), "{fields:?}: message does not mention {needle:?}: {text}");
-        assert!(!text.contains(&secret_line) && !text.contains("PRIVATE KEY"), "{fields:?} leaked key material");
+        assert!(
+            text.contains(needle),
+            "{fields:?}: message does not mention {needle:?}: {text}"
+        );
+        assert!(
+            !text.contains(&secret_line) && !text.contains("PRIVATE KEY"),
+            "{fields:?} leaked key material"
+        );
     }
 }
 
@@ -169,7 +377,8 @@ fn debians_swupdate_accepts_a_swu_signed_with_cms_and_rejects_a_tampered_one() {
     let client = tmp.path().join("client");
     std::fs::create_dir_all(&client).unwrap();
     std::fs::write(client.join("payload.bin"), b"digsig payload\n").unwrap();
-    let digest = String::from_utf8(openssl(&client, &["dgst", "-sha256", "-r", "payload.bin"])).unwrap();
+    let digest =
+        String::from_utf8(openssl(&client, &["dgst", "-sha256", "-r", "payload.bin"])).unwrap();
     let digest = digest.split_whitespace().next().unwrap().to_string();
     let installed = tmp.path().join("installed.bin");
     let description = format!(
@@ -178,7 +387,15 @@ fn debians_swupdate_accepts_a_swu_signed_with_cms_and_rejects_a_tampered_one() {
         installed.display()
     );
     std::fs::write(client.join("sw-description"), &description).unwrap();
-    let (status, sig) = post(&srv.url, &client, &["distro=poky", "method=CMS", "sw-description=@sw-description"]);
+    let (status, sig) = post(
+        &srv.url,
+        &client,
+        &[
+            "distro=poky",
+            "method=CMS",
+            "sw-description=@sw-description",
+        ],
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&sig));
     std::fs::write(client.join("sw-description.sig"), &sig).unwrap();
 
@@ -189,7 +406,15 @@ fn debians_swupdate_accepts_a_swu_signed_with_cms_and_rejects_a_tampered_one() {
         let cert = dir.join("cms.cert");
         let out = Command::new("swupdate")
             .current_dir(&client)
-            .args(["-c", "-i", swu, "-k", cert.to_str().unwrap(), "-H", "board:1.0"])
+            .args([
+                "-c",
+                "-i",
+                swu,
+                "-k",
+                cert.to_str().unwrap(),
+                "-H",
+                "board:1.0",
+            ])
             .output()
             .expect("swupdate is not installed; scripts/test installs Debian's swupdate");
         // Judged by what swupdate prints: its exit status after `-c` varies
@@ -202,7 +427,11 @@ fn debians_swupdate_accepts_a_swu_signed_with_cms_and_rejects_a_tampered_one() {
         "swupdate rejected our signature:\n{log}"
     );
 
-    std::fs::write(client.join("sw-description"), description.replace("1.0.0", "6.6.6")).unwrap();
+    std::fs::write(
+        client.join("sw-description"),
+        description.replace("1.0.0", "6.6.6"),
+    )
+    .unwrap();
     let log = swupdate("tampered.swu");
     assert!(
         log.contains("Signature verification failed") && !log.contains("SWUPDATE successful"),

@@ -44,7 +44,9 @@ impl TestGateway {
         std::fs::create_dir_all(&empty_keys).unwrap();
         let uri = match keyfile_uri {
             Some(uri) => Some(uri.to_string()),
-            None if config.has_embedded_domains() => Some(format!("file://{}", empty_keys.display())),
+            None if config.has_embedded_domains() => {
+                Some(format!("file://{}", empty_keys.display()))
+            }
             None => None,
         };
         let server = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
@@ -54,7 +56,11 @@ impl TestGateway {
             };
             gateway::run(listener, config, keystore, shutdown).await
         });
-        TestGateway { url: server.url.clone(), _server: server, workdir_base }
+        TestGateway {
+            url: server.url.clone(),
+            _server: server,
+            workdir_base,
+        }
     }
 }
 
@@ -70,7 +76,11 @@ pub fn client_tree(tmp: &Path) -> std::path::PathBuf {
         let path = base.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let name = Path::new(rel).file_stem().unwrap().to_str().unwrap();
-        std::fs::write(&path, make_module(tmp, name, &filler(40_000 * (i + 1), i as u64))).unwrap();
+        std::fs::write(
+            &path,
+            make_module(tmp, name, &filler(40_000 * (i + 1), i as u64)),
+        )
+        .unwrap();
     }
     std::fs::write(base.join("modules.dep"), "extra/gwvendor.ko:\n").unwrap();
     std::os::unix::fs::symlink("/usr/src/kernel", base.join("build")).unwrap();
@@ -87,30 +97,57 @@ pub fn client_tree(tmp: &Path) -> std::path::PathBuf {
 
 /// The bbclass's exact curl and tar calls against `server`, then each module
 /// checked: byte-identical to sign-file's output, and modinfo names the signer.
-pub fn sign_like_the_bbclass(server: &str, tmp: &Path, machine: &str, keys: &KeyPair, signer: &str) {
+pub fn sign_like_the_bbclass(
+    server: &str,
+    tmp: &Path,
+    machine: &str,
+    keys: &KeyPair,
+    signer: &str,
+) {
     let client = tmp.join("client");
     run(Command::new("curl")
         .current_dir(&client)
         .args(["--silent", "--fail", "-X", "POST", "-F"])
         .arg(format!("machine={machine}"))
-        .args(["-F", "hashalg=sha512", "-F", "artifact=@modules-in.tar.gz", "--output", "modules-out.tar.gz"])
+        .args([
+            "-F",
+            "hashalg=sha512",
+            "-F",
+            "artifact=@modules-in.tar.gz",
+            "--output",
+            "modules-out.tar.gz",
+        ])
         .arg(format!("{server}/sign/modules")));
     let out = client.join("out");
     std::fs::create_dir_all(&out).unwrap();
-    run(Command::new("tar")
-        .current_dir(&out)
-        .args(["-x", "--no-same-owner", "-f", "../modules-out.tar.gz", "./lib/modules"]));
+    run(Command::new("tar").current_dir(&out).args([
+        "-x",
+        "--no-same-owner",
+        "-f",
+        "../modules-out.tar.gz",
+        "./lib/modules",
+    ]));
     let before = tmp.join("pkgd/lib/modules").join(KVER);
     let after = out.join("lib/modules").join(KVER);
     for rel in MODULES {
         let original = std::fs::read(before.join(rel)).unwrap();
         let reference = sign_file(tmp, "sha512", &keys.key_pem, &keys.cert_pem, &original);
-        assert_eq!(std::fs::read(after.join(rel)).unwrap(), reference, "{rel} differs from sign-file's");
+        assert_eq!(
+            std::fs::read(after.join(rel)).unwrap(),
+            reference,
+            "{rel} differs from sign-file's"
+        );
         assert_eq!(modinfo(&after.join(rel), "signer"), signer);
         assert_eq!(modinfo(&after.join(rel), "sig_hashalgo"), "sha512");
     }
-    assert_eq!(std::fs::read(after.join("modules.dep")).unwrap(), b"extra/gwvendor.ko:\n");
-    assert_eq!(std::fs::read_link(after.join("build")).unwrap(), Path::new("/usr/src/kernel"));
+    assert_eq!(
+        std::fs::read(after.join("modules.dep")).unwrap(),
+        b"extra/gwvendor.ko:\n"
+    );
+    assert_eq!(
+        std::fs::read_link(after.join("build")).unwrap(),
+        Path::new("/usr/src/kernel")
+    );
 }
 
 /// `curl url` with extra `args`: status, headers (lower-case names) and body.
@@ -138,7 +175,10 @@ pub fn curl(url: &str, args: &[&str]) -> (u16, Vec<(String, String)>, Vec<u8>) {
 
 /// The value of header `name` in `headers`.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A raw HTTP exchange: sends `request`, returns everything the server sent
@@ -185,6 +225,8 @@ impl SilentService {
 
     /// (bytes received, whether the gateway closed the connection).
     pub fn outcome(&self, within: Duration) -> (usize, bool) {
-        self.received.recv_timeout(within).expect("stand-in service saw no connection")
+        self.received
+            .recv_timeout(within)
+            .expect("stand-in service saw no connection")
     }
 }

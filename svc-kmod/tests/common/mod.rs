@@ -10,7 +10,9 @@ pub const SIGN_FILE: &str = "/usr/lib/linux-kbuild-6.1/scripts/sign-file";
 
 /// Runs a command, panicking with its stderr if it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -43,12 +45,16 @@ pub fn make_keypair(dir: &Path, kind: KeyKind, cn: &str) -> KeyPair {
         KeyKind::Rsa(bits) => format!("rsa:{bits}"),
         KeyKind::Ec(curve) => {
             let params = dir.join("ec.params");
-            run(Command::new("openssl").args(["ecparam", "-name", curve, "-out"]).arg(&params));
+            run(Command::new("openssl")
+                .args(["ecparam", "-name", curve, "-out"])
+                .arg(&params));
             format!("ec:{}", params.display())
         }
     };
     run(Command::new("openssl")
-        .args(["req", "-new", "-x509", "-nodes", "-days", "30", "-newkey", &newkey, "-subj"])
+        .args([
+            "req", "-new", "-x509", "-nodes", "-days", "30", "-newkey", &newkey, "-subj",
+        ])
         .arg(format!("/CN={cn}"))
         .arg("-keyout")
         .arg(&key_pem)
@@ -59,7 +65,11 @@ pub fn make_keypair(dir: &Path, kind: KeyKind, cn: &str) -> KeyPair {
         .arg(&cert_pem)
         .arg("-out")
         .arg(&cert_der));
-    KeyPair { key_pem, cert_pem, cert_der }
+    KeyPair {
+        key_pem,
+        cert_pem,
+        cert_der,
+    }
 }
 
 /// A real ELF relocatable object with a `.modinfo` section, as `modinfo`
@@ -90,7 +100,11 @@ pub fn make_module(dir: &Path, name: &str, filler: &[u8]) -> Vec<u8> {
 pub fn sign_file(dir: &Path, hash: &str, key: &Path, cert: &Path, module: &[u8]) -> Vec<u8> {
     let path = dir.join("reference.ko");
     std::fs::write(&path, module).unwrap();
-    run(Command::new(SIGN_FILE).arg(hash).arg(key).arg(cert).arg(&path));
+    run(Command::new(SIGN_FILE)
+        .arg(hash)
+        .arg(key)
+        .arg(cert)
+        .arg(&path));
     let signed = std::fs::read(&path).unwrap();
     std::fs::remove_file(path).unwrap();
     signed
@@ -104,7 +118,9 @@ pub fn modinfo(path: &Path, field: &str) -> String {
 
 /// Pseudo-random but compressible bytes, like machine code (deterministic).
 pub fn filler(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|i| {
             if i % 4 == 0 {
@@ -143,7 +159,11 @@ impl TestServer {
             .unwrap();
             svc_kmod::run(listener, keystore, config, shutdown).await
         });
-        TestServer { url: server.url.clone(), _server: server, workdir_base }
+        TestServer {
+            url: server.url.clone(),
+            _server: server,
+            workdir_base,
+        }
     }
 
     /// Leftovers in the work dir base (should be none once a reply is read).
@@ -191,12 +211,20 @@ impl Reply {
 pub fn curl_post(url: &str, fields: &[&str], cwd: &Path) -> Reply {
     let out_file = cwd.join(".curl-reply");
     let mut cmd = Command::new("curl");
-    cmd.current_dir(cwd).args(["--silent", "--show-error", "--max-time", "60", "-X", "POST"]);
+    cmd.current_dir(cwd)
+        .args(["--silent", "--show-error", "--max-time", "60", "-X", "POST"]);
     for f in fields {
         cmd.arg("-F").arg(f);
     }
-    cmd.arg("--output").arg(&out_file).args(["--write-out", "%{http_code}"]).arg(url);
-    let status: u16 = String::from_utf8(run(&mut cmd)).unwrap().trim().parse().unwrap();
+    cmd.arg("--output")
+        .arg(&out_file)
+        .args(["--write-out", "%{http_code}"])
+        .arg(url);
+    let status: u16 = String::from_utf8(run(&mut cmd))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let body = std::fs::read(&out_file).unwrap_or_default();
     let _ = std::fs::remove_file(out_file);
     Reply { status, body }
