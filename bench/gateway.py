@@ -14,7 +14,6 @@ Usage: bench/gateway.py [--gigabytes 1.0] [--rounds 2] [--keep DIR]
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kmod  # noqa: E402  (shares tree building and /proc readers)
 
 ROOT = kmod.ROOT
-
-
-def wait_for(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def post(url, tarball, out):
@@ -87,8 +76,8 @@ def main():
     gw = subprocess.Popen([gw_bin, "--address", "127.0.0.1", "--port", str(gw_port)],
                           env=dict(os.environ, DIGSIGSERVER_KMOD_URL=f"http://127.0.0.1:{svc_port}", **quiet))
     try:
-        wait_for(svc_port)
-        wait_for(gw_port)
+        kmod.wait_for(svc_port)
+        kmod.wait_for(gw_port)
         direct, routed = [], []
         out = os.path.join(work, "out.tar.gz")
         for r in range(args.rounds):

@@ -81,6 +81,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(port):
+    """Waits until something listens on loopback `port` (10 s at most)."""
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
 def peak_rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -130,12 +141,7 @@ def main():
                RUST_LOG="warn")
     server = subprocess.Popen([binary, "--address", "127.0.0.1", "--port", str(port)], env=env)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for(port)
         out = os.path.join(work, "modules-out.tar.gz")
         cpu0 = cpu_seconds(server.pid)
         t0 = time.monotonic()

@@ -52,8 +52,7 @@ impl GatewayConfig {
         let service = ServiceConfig::from_lookup(&lookup)?;
         let mut domains = HashMap::new();
         for domain in Domain::ALL {
-            let url_var = leak(format!("DIGSIGSERVER_{}_URL", domain.env_name()));
-            let timeout_var = leak(format!("DIGSIGSERVER_{}_TIMEOUT", domain.env_name()));
+            let (url_var, timeout_var) = (domain.url_var(), domain.timeout_var());
             let placement = match lookup(url_var).filter(|v| !v.trim().is_empty()) {
                 None => Placement::Embedded,
                 Some(value) => Placement::Routed(parse_service_url(url_var, value)?),
@@ -104,11 +103,6 @@ impl GatewayConfig {
             .into_iter()
             .any(|d| d.is_built() && self.domain(d).placement == Placement::Embedded)
     }
-}
-
-/// Variable names live for the program's life; there are a handful.
-fn leak(name: String) -> &'static str {
-    Box::leak(name.into_boxed_str())
 }
 
 fn parse_service_url(name: &'static str, value: String) -> Result<Url, ConfigError> {

@@ -38,14 +38,25 @@ impl Domain {
         }
     }
 
-    /// The upper-case part of its `DIGSIGSERVER_<DOMAIN>_URL` variables.
-    pub fn env_name(self) -> &'static str {
+    /// `DIGSIGSERVER_<DOMAIN>_URL`: the base URL of the service to route to.
+    pub fn url_var(self) -> &'static str {
         match self {
-            Domain::Tegra => "TEGRA",
-            Domain::Imx => "IMX",
-            Domain::Kmod => "KMOD",
-            Domain::Optee => "OPTEE",
-            Domain::Update => "UPDATE",
+            Domain::Tegra => "DIGSIGSERVER_TEGRA_URL",
+            Domain::Imx => "DIGSIGSERVER_IMX_URL",
+            Domain::Kmod => "DIGSIGSERVER_KMOD_URL",
+            Domain::Optee => "DIGSIGSERVER_OPTEE_URL",
+            Domain::Update => "DIGSIGSERVER_UPDATE_URL",
+        }
+    }
+
+    /// `DIGSIGSERVER_<DOMAIN>_TIMEOUT`: seconds a request may take.
+    pub fn timeout_var(self) -> &'static str {
+        match self {
+            Domain::Tegra => "DIGSIGSERVER_TEGRA_TIMEOUT",
+            Domain::Imx => "DIGSIGSERVER_IMX_TIMEOUT",
+            Domain::Kmod => "DIGSIGSERVER_KMOD_TIMEOUT",
+            Domain::Optee => "DIGSIGSERVER_OPTEE_TIMEOUT",
+            Domain::Update => "DIGSIGSERVER_UPDATE_TIMEOUT",
         }
     }
 

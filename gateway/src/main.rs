@@ -63,8 +63,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Placement::Embedded => "not in this build (501)".to_string(),
             Placement::Routed(url) => {
                 format!(
-                    "not in this build (501); DIGSIGSERVER_{}_URL={url} is ignored",
-                    domain.env_name()
+                    "not in this build (501); {}={url} is ignored",
+                    domain.url_var()
                 )
             }
         };

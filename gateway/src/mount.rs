@@ -112,10 +112,10 @@ impl Endpoint for WithTimeout {
         match tokio::time::timeout(self.timeout, self.inner.call(req)).await {
             Ok(result) => result,
             Err(_) => Ok(ServiceError::GatewayTimeout(format!(
-                "{} signing took longer than {} s; raise DIGSIGSERVER_{}_TIMEOUT if such requests are expected",
+                "{} signing took longer than {} s; raise {} if such requests are expected",
                 self.domain,
                 self.timeout.as_secs(),
-                self.domain.env_name()
+                self.domain.timeout_var()
             ))
             .into_response()),
         }

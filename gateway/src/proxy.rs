@@ -78,11 +78,11 @@ impl Upstream {
 
     fn unreachable(&self, err: &reqwest::Error) -> ServiceError {
         ServiceError::Unavailable(format!(
-            "the {} service at {} is not reachable ({}); check that it is running, or unset DIGSIGSERVER_{}_URL to serve the domain in the gateway",
+            "the {} service at {} is not reachable ({}); check that it is running, or unset {} to serve the domain in the gateway",
             self.domain,
             self.base,
             root_cause(err),
-            self.domain.env_name()
+            self.domain.url_var()
         ))
     }
 }
@@ -167,10 +167,10 @@ impl Endpoint for ProxyEndpoint {
 
 fn timed_out(up: &Upstream) -> ServiceError {
     ServiceError::GatewayTimeout(format!(
-        "the {} service took longer than {} s; raise DIGSIGSERVER_{}_TIMEOUT if such requests are expected",
+        "the {} service took longer than {} s; raise {} if such requests are expected",
         up.domain,
         up.timeout.as_secs(),
-        up.domain.env_name()
+        up.domain.timeout_var()
     ))
 }
 

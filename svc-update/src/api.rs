@@ -1,6 +1,6 @@
 //! `POST /sign/swupdate`, wire-compatible with upstream digsigserver.
 
-use keystore::{KeyFileName, KeyStore, Selector, SignType};
+use keystore::{KeyFileName, KeyMaterial, KeyStore, Selector, SignType};
 use poem_openapi::payload::Binary;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi, Tags};
@@ -102,23 +102,17 @@ impl UpdateApi {
                 "sw-description is empty; send the file's contents".into(),
             ));
         }
-        let fetch = |file: &'static str| {
-            let name = KeyFileName::parse(file).expect("a valid constant name");
-            let store = self.keystore.clone();
-            let distro = distro.clone();
-            async move { store.fetch(&distro, SignType::Swupdate, &name).await }
-        };
         let misconfigured = |e: crate::swupdate::KeyError| {
             ServiceError::Misconfigured(format!("distro '{distro}' swupdate keys: {e}"))
         };
         let signature = match form.method {
             SwupdateMethod::Rsa => {
-                let key = fetch("rsa-private.key").await?;
+                let key = self.key(&distro, "rsa-private.key").await?;
                 sign_rsa(key.bytes(), &data).map_err(misconfigured)?
             }
             SwupdateMethod::Cms => {
-                let cert = fetch("cms.cert").await?;
-                let key = fetch("cms-private.key").await?;
+                let cert = self.key(&distro, "cms.cert").await?;
+                let key = self.key(&distro, "cms-private.key").await?;
                 sign_cms(cert.bytes(), key.bytes(), &data).map_err(misconfigured)?
             }
         };
@@ -127,5 +121,20 @@ impl UpdateApi {
             Binary(signature),
             "attachment; filename=\"sw-description.sig\"".into(),
         ))
+    }
+}
+
+impl UpdateApi {
+    /// One of the distro's `swupdate` key files, fetched for this request.
+    async fn key(
+        &self,
+        distro: &Selector,
+        file: &'static str,
+    ) -> Result<KeyMaterial, ServiceError> {
+        let name = KeyFileName::parse(file).expect("a valid constant name");
+        Ok(self
+            .keystore
+            .fetch(distro, SignType::Swupdate, &name)
+            .await?)
     }
 }
