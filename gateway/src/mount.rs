@@ -35,6 +35,26 @@ pub enum Mount<T> {
     Routed(Arc<Upstream>),
 }
 
+impl<T> Mount<T> {
+    /// Routed to `upstream` if there is one, else `embedded()` in-process
+    /// with `domain`'s `timeout`.
+    pub fn new(
+        domain: Domain,
+        upstream: Option<Arc<Upstream>>,
+        timeout: Duration,
+        embedded: impl FnOnce() -> T,
+    ) -> Self {
+        match upstream {
+            Some(up) => Mount::Routed(up),
+            None => Mount::Embedded {
+                api: embedded(),
+                domain,
+                timeout,
+            },
+        }
+    }
+}
+
 type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
 
 impl<T: OpenApi> OpenApi for Mount<T> {
