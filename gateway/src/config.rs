@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     /// Settings shared with the services (key store, work dirs, limits), used
     /// by embedded domains.
     pub service: ServiceConfig,
+    /// Mender settings (`DIGSIGSERVER_MENDER_*`), used when the update
+    /// domain is embedded.
+    pub mender: svc_update::MenderConfig,
     domains: HashMap<Domain, DomainConfig>,
 }
 
@@ -50,6 +53,7 @@ impl GatewayConfig {
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let service = ServiceConfig::from_lookup(&lookup)?;
+        let mender = svc_update::MenderConfig::from_lookup(&lookup, service.workdir_base.clone())?;
         let mut domains = HashMap::new();
         for domain in Domain::ALL {
             let (url_var, timeout_var) = (domain.url_var(), domain.timeout_var());
@@ -72,7 +76,11 @@ impl GatewayConfig {
             };
             domains.insert(domain, DomainConfig { placement, timeout });
         }
-        Ok(Self { service, domains })
+        Ok(Self {
+            service,
+            mender,
+            domains,
+        })
     }
 
     /// The settings of `domain`.

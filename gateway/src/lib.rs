@@ -89,26 +89,31 @@ pub fn app(
         }
     };
 
-    let kmod = match upstream(Domain::Kmod) {
-        Some(up) => Mount::Routed(up),
-        None => Mount::Embedded {
-            api: KmodApi::new(
-                keystore.clone().expect("checked above"),
+    let keys = || keystore.clone().expect("checked above");
+    let timeout = |domain| config.domain(domain).timeout;
+    let kmod = Mount::new(
+        Domain::Kmod,
+        upstream(Domain::Kmod),
+        timeout(Domain::Kmod),
+        || {
+            KmodApi::new(
+                keys(),
                 config.service.workdir_base.clone(),
                 config.service.archive_limits,
-            ),
-            domain: Domain::Kmod,
-            timeout: config.domain(Domain::Kmod).timeout,
+            )
         },
-    };
-    let update = match upstream(Domain::Update) {
-        Some(up) => Mount::Routed(up),
-        None => Mount::Embedded {
-            api: UpdateApi::new(keystore.clone().expect("checked above")),
-            domain: Domain::Update,
-            timeout: config.domain(Domain::Update).timeout,
-        },
-    };
+    );
+    let update = Mount::new(
+        Domain::Update,
+        upstream(Domain::Update),
+        timeout(Domain::Update),
+        || UpdateApi::new(keys(), config.mender.clone()),
+    );
+    if matches!(update, Mount::Embedded { .. }) {
+        readiness
+            .tools
+            .extend(svc_update::required_tools(&config.mender));
+    }
 
     type Apis = (Mount<KmodApi>, Mount<UpdateApi>, HealthApi);
     let served: Vec<String> = <Apis as poem_openapi::OpenApi>::meta()

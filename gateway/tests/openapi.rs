@@ -11,7 +11,7 @@ use harness::*;
 use kmod_common::*;
 
 /// Every signing endpoint this build serves.
-const BUILT_ENDPOINTS: [&str; 2] = ["/sign/modules", "/sign/swupdate"];
+const BUILT_ENDPOINTS: [&str; 3] = ["/sign/modules", "/sign/swupdate", "/sign/mender"];
 
 fn gateway(tmp: &std::path::Path) -> TestGateway {
     let root = tmp.join("keys");
@@ -88,12 +88,25 @@ fn the_document_is_valid_openapi_3_and_describes_every_built_endpoint() {
     // Replies: the signed tarball and every error status.
     let responses = op["responses"].as_object().unwrap();
     assert!(responses["200"]["content"]["application/octet-stream"].is_object());
-    for status in ["400", "404", "413", "422", "500", "503"] {
+    for status in ["400", "403", "404", "413", "422", "500", "503"] {
         assert!(
             responses.contains_key(status),
             "status {status} not documented"
         );
     }
+
+    // The Mender form: both fields required, by upstream's names.
+    let form =
+        &paths["/sign/mender"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
+    assert_eq!(
+        form["required"],
+        serde_json::json!(["distro", "artifact-uri"]),
+        "{form}"
+    );
+    assert_eq!(
+        form["properties"]["artifact-uri"]["type"], "string",
+        "{form}"
+    );
 }
 
 #[test]

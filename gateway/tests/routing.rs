@@ -265,7 +265,6 @@ fn domains_this_build_lacks_answer_501_saying_so() {
         (Domain::Tegra, "/sign/tegra"),
         (Domain::Imx, "/sign/imx"),
         (Domain::Optee, "/sign/optee"),
-        (Domain::Update, "/sign/mender"),
     ] {
         let reply = curl_post(&format!("{}{path}", gw.url), &["machine=m"], tmp.path());
         assert_eq!(reply.status, 501, "{path}: {}", reply.text());
@@ -380,7 +379,8 @@ fn swupdate_is_signed_in_both_modes_byte_identical_to_openssl() {
     let service_uri = uri.clone();
     let service = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
         let store = keystore::KeyStore::open(&service_uri).await.unwrap();
-        svc_update::run(listener, store, shutdown).await
+        let mender = svc_update::MenderConfig::from_lookup(|_| None, std::env::temp_dir()).unwrap();
+        svc_update::run(listener, store, mender, shutdown).await
     });
     let embedded = TestGateway::embedded(&uri);
     let service_url = reqwest::Url::parse(&service.url).unwrap();
@@ -420,5 +420,103 @@ fn swupdate_is_signed_in_both_modes_byte_identical_to_openssl() {
             std::fs::read(tmp.path().join("sw-description.sig")).unwrap(),
             reference
         );
+    }
+}
+
+#[test]
+fn mender_artifacts_are_signed_in_place_in_both_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("keys");
+    let dir = root.join("poky/mender");
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        run(std::process::Command::new("openssl")
+            .current_dir(&dir)
+            .args(args));
+    };
+    openssl(&["genpkey", "-algorithm", "RSA", "-out", "private.key"]);
+    openssl(&[
+        "pkey",
+        "-in",
+        "private.key",
+        "-pubout",
+        "-out",
+        "public.key",
+    ]);
+    let deploy = tmp.path().join("deploy");
+    std::fs::create_dir_all(&deploy).unwrap();
+    let allowed = format!("file://{}", deploy.display());
+    let mender_config = move || {
+        let allowed = allowed.clone();
+        svc_update::MenderConfig::from_lookup(
+            move |name| (name == "DIGSIGSERVER_MENDER_ALLOWED_URIS").then(|| allowed.clone()),
+            std::env::temp_dir(),
+        )
+        .unwrap()
+    };
+    let uri = format!("file://{}", root.display());
+    let service_uri = uri.clone();
+    let service_config = mender_config();
+    let service = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
+        let store = keystore::KeyStore::open(&service_uri).await.unwrap();
+        svc_update::run(listener, store, service_config, shutdown).await
+    });
+    let embedded_config = mender_config();
+    let embedded = TestGateway::start(Some(&uri), move |c| c.mender = embedded_config);
+    let service_url = reqwest::Url::parse(&service.url).unwrap();
+    let routed = TestGateway::start(Some(&uri), move |c| c.route(Domain::Update, service_url));
+    for (mode, gw) in [("embedded", &embedded), ("routed", &routed)] {
+        let artifact = deploy.join(format!("{mode}.mender"));
+        std::fs::write(deploy.join("payload"), mode).unwrap();
+        run(std::process::Command::new("mender-artifact")
+            .current_dir(&deploy)
+            .args([
+                "write",
+                "module-image",
+                "-T",
+                "script",
+                "-n",
+                "r1",
+                "-t",
+                "board",
+            ])
+            .args(["-f", "payload", "-o"])
+            .arg(&artifact));
+        // mendersign.bbclass's call, for a build farm on the same host.
+        let out = run(std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--fail",
+                "-X",
+                "POST",
+                "-F",
+                "distro=poky",
+                "-F",
+            ])
+            .arg(format!("artifact-uri=file://{}", artifact.display()))
+            .arg(format!("{}/sign/mender", gw.url)));
+        assert_eq!(out, b"Signing successful", "{mode}");
+        let validated = run(std::process::Command::new("mender-artifact")
+            .arg("validate")
+            .arg("-k")
+            .arg(dir.join("public.key"))
+            .arg(&artifact));
+        assert!(
+            String::from_utf8_lossy(&validated).contains("validated successfully"),
+            "{mode}"
+        );
+        // The allowed-URI rule holds in both modes.
+        let (status, _, body) = curl(
+            &format!("{}/sign/mender", gw.url),
+            &[
+                "-X",
+                "POST",
+                "-F",
+                "distro=poky",
+                "-F",
+                "artifact-uri=file:///etc/passwd",
+            ],
+        );
+        assert_eq!(status, 403, "{mode}: {}", String::from_utf8_lossy(&body));
     }
 }

@@ -25,7 +25,7 @@ pub mod testing;
 pub use error::KeyStoreError;
 pub use material::{KeyMaterial, TempKeyFile};
 pub use names::{KeyFileName, Selector};
-pub use s3_store::S3Options;
+pub use s3_store::{s3_client, S3Options};
 pub use signtype::SignType;
 
 use std::path::PathBuf;

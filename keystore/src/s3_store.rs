@@ -39,6 +39,36 @@ impl Default for S3Options {
     }
 }
 
+/// An S3 client configured by `options`: the AWS default credential chain
+/// (or fixed credentials), `AWS_ENDPOINT_URL` or `options.endpoint_url` with
+/// path-style addressing, and `options`' timeouts. Key stores use it, and so
+/// do services moving artifacts to and from S3 (with longer timeouts).
+pub async fn s3_client(options: &S3Options) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(RegionProviderChain::default_provider().or_else("us-east-1"))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(options.connect_timeout)
+                .operation_attempt_timeout(options.operation_timeout / 2)
+                .operation_timeout(options.operation_timeout)
+                .build(),
+        );
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(creds) = &options.credentials {
+        loader = loader.credentials_provider(creds.clone());
+    }
+    let shared = loader.load().await;
+    // S3-compatible stores (MinIO, Ceph, moto) rarely do virtual-host buckets.
+    let path_style = shared.endpoint_url().is_some();
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(path_style)
+        .build();
+    Client::from_conf(config)
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct S3Store {
     client: Client,
@@ -49,30 +79,8 @@ pub(crate) struct S3Store {
 
 impl S3Store {
     pub(crate) async fn new(bucket: &str, prefix: &str, options: &S3Options) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(RegionProviderChain::default_provider().or_else("us-east-1"))
-            .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(options.connect_timeout)
-                    .operation_attempt_timeout(options.operation_timeout / 2)
-                    .operation_timeout(options.operation_timeout)
-                    .build(),
-            );
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(creds) = &options.credentials {
-            loader = loader.credentials_provider(creds.clone());
-        }
-        let shared = loader.load().await;
-        // S3-compatible stores (MinIO, Ceph, moto) rarely do virtual-host buckets.
-        let path_style = shared.endpoint_url().is_some();
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(path_style)
-            .build();
         Self {
-            client: Client::from_conf(config),
+            client: s3_client(options).await,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
         }

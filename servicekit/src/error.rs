@@ -17,6 +17,10 @@ pub enum ServiceError {
     /// The request is malformed or names something invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The request names a location this server is not allowed to touch
+    /// (403), e.g. an `artifact-uri` outside the operator's allowed list.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request names a machine/distro or object that has nothing here (404).
     #[error("{0}")]
     NotFound(String),
@@ -50,6 +54,7 @@ impl ServiceError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,8 +101,9 @@ impl IntoResponse for ServiceError {
 /// The error statuses a signing endpoint documents in the OpenAPI document.
 /// Each is plain text saying what to fix (4xx) or what the operator must
 /// fix (5xx).
-const DOCUMENTED: [(u16, &str); 6] = [
+const DOCUMENTED: [(u16, &str); 7] = [
     (400, "Bad request: a field is missing or invalid, or the artifact is not what this endpoint takes. The message says what to fix."),
+    (403, "The request names a location the server is not configured to allow (an artifact-uri outside DIGSIGSERVER_MENDER_ALLOWED_URIS); the message names the rule."),
     (404, "The machine or distro has no keys of this endpoint's sign type on this server."),
     (413, "The artifact is larger, or has more entries, than the server allows."),
     (422, "The request is well formed but there is nothing in it this endpoint can sign."),

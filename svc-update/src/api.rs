@@ -1,11 +1,14 @@
-//! `POST /sign/swupdate`, wire-compatible with upstream digsigserver.
+//! `POST /sign/swupdate` and `POST /sign/mender`, wire-compatible with
+//! upstream digsigserver.
 
 use keystore::{KeyFileName, KeyMaterial, KeyStore, Selector, SignType};
-use poem_openapi::payload::Binary;
+use poem_openapi::payload::{Binary, PlainText};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi, Tags};
 use servicekit::ServiceError;
 
+use crate::artifact_uri::ALLOWED_URIS_VAR;
+use crate::mender::{MenderConfig, MenderSigner};
 use crate::swupdate::{sign_cms, sign_rsa};
 
 /// A sw-description is a small text file; anything near this is a mistake.
@@ -50,6 +53,26 @@ pub enum SignSwupdateResponse {
     ),
 }
 
+/// Form fields of a Mender artifact signing request. The artifact itself is
+/// not uploaded: it is read from, and written back to, `artifact-uri`.
+#[derive(Debug, Multipart)]
+pub struct SignMenderForm {
+    /// Distro name; the key is `<keyfile-uri>/<distro>/mender/private.key`.
+    distro: String,
+    /// `file:///path/to/image.mender` or `s3://bucket/key`, inside one of
+    /// the locations the server allows (`DIGSIGSERVER_MENDER_ALLOWED_URIS`).
+    #[oai(rename = "artifact-uri")]
+    artifact_uri: String,
+}
+
+/// Replies of `POST /sign/mender`.
+#[derive(ApiResponse)]
+pub enum SignMenderResponse {
+    /// The artifact at `artifact-uri` has been replaced by its signed copy.
+    #[oai(status = 200)]
+    Signed(PlainText<&'static str>),
+}
+
 #[derive(Tags)]
 enum ApiTags {
     /// SWUpdate and Mender update packages (`swupdate-sign` and `mendersign` classes).
@@ -60,12 +83,24 @@ enum ApiTags {
 /// The update package signing API.
 pub struct UpdateApi {
     keystore: KeyStore,
+    mender: MenderSigner,
 }
 
 impl UpdateApi {
-    /// An API signing with keys from `keystore`.
-    pub fn new(keystore: KeyStore) -> Self {
-        Self { keystore }
+    /// An API signing with keys from `keystore`, Mender artifacts as
+    /// `mender` allows.
+    pub fn new(keystore: KeyStore, mender: MenderConfig) -> Self {
+        if mender.allowed.is_empty() {
+            tracing::info!(
+                "Mender signing is off (403) until {ALLOWED_URIS_VAR} lists the file:// directories and s3:// buckets artifacts may be signed in"
+            );
+        } else {
+            tracing::info!(allowed = %mender.allowed, tool = %mender.tool.path().display(), "Mender signing enabled");
+        }
+        Self {
+            keystore,
+            mender: MenderSigner::new(mender),
+        }
     }
 }
 
@@ -122,9 +157,41 @@ impl UpdateApi {
             "attachment; filename=\"sw-description.sig\"".into(),
         ))
     }
+
+    /// Sign a Mender artifact in place.
+    ///
+    /// The server reads the artifact at `artifact-uri`, signs it with
+    /// `mender-artifact sign` and the distro's `mender/private.key` (RSA or
+    /// ECDSA; PKCS#8 keys are accepted too), and replaces it with the signed
+    /// copy, atomically: a rename beside the file for `file://`, one complete
+    /// upload for `s3://`. On any error the original is left as it was.
+    /// Only URIs inside `DIGSIGSERVER_MENDER_ALLOWED_URIS` are accepted (403
+    /// otherwise); an artifact that is already signed, or is not a Mender
+    /// artifact, is a 422 with `mender-artifact`'s message.
+    #[oai(
+        path = "/sign/mender",
+        method = "post",
+        tag = "ApiTags::UpdatePackages"
+    )]
+    async fn sign_mender(&self, form: SignMenderForm) -> Result<SignMenderResponse, ServiceError> {
+        let distro = Selector::parse(&form.distro)?;
+        let target = self.mender.authorize(&form.artifact_uri).await?;
+        let name = KeyFileName::parse("private.key").expect("a valid constant name");
+        let key = self
+            .keystore
+            .fetch(&distro, SignType::Mender, &name)
+            .await?;
+        self.mender.sign(&target, &key).await?;
+        Ok(SignMenderResponse::Signed(PlainText("Signing successful")))
+    }
 }
 
 impl UpdateApi {
+    /// The Mender signer's settings (for readiness checks).
+    pub fn mender_config(&self) -> &MenderConfig {
+        self.mender.config()
+    }
+
     /// One of the distro's `swupdate` key files, fetched for this request.
     async fn key(
         &self,

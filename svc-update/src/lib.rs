@@ -1,44 +1,68 @@
 //! digsig update package signing service: `POST /sign/swupdate` (SWUpdate
-//! sw-description, RSA or CMS). Mender artifact signing (`POST /sign/mender`)
-//! is still to come.
+//! sw-description, RSA or CMS, natively) and `POST /sign/mender` (Mender
+//! artifacts signed in place with `mender-artifact`).
 //!
 //! - [`api`]: the HTTP API, wire-compatible with upstream digsigserver.
 //! - [`swupdate`]: native signatures, as upstream's `openssl` calls make them.
+//! - [`mender`]: signing an artifact where it lives; built on
+//!   [`artifact_uri`] (which locations are allowed), [`mender_tool`] (the
+//!   vendor tool and its key format) and [`in_place`] (atomic replacement,
+//!   streaming S3 transfers).
+//! - [`status`]: how this service's errors map to HTTP statuses.
 //! - [`demo`]: throwaway demo keys for a first run.
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod artifact_uri;
 pub mod demo;
+pub mod in_place;
+pub mod mender;
+pub mod mender_tool;
+pub mod status;
 pub mod swupdate;
 
 use std::future::Future;
+use std::path::PathBuf;
 
 use keystore::KeyStore;
 use poem::Endpoint;
 use servicekit::Readiness;
 
 pub use api::UpdateApi;
+pub use mender::MenderConfig;
 
 /// Builds the service's routes: the API, `/health`, `/ready`, `/openapi.json`
 /// and Swagger UI at `/docs`.
-pub fn app(keystore: KeyStore) -> impl Endpoint {
+pub fn app(keystore: KeyStore, mender: MenderConfig) -> impl Endpoint {
     let readiness = Readiness {
         keystore: Some(keystore.clone()),
+        tools: required_tools(&mender),
         ..Readiness::default()
     };
     servicekit::openapi_routes(
-        UpdateApi::new(keystore),
+        UpdateApi::new(keystore, mender),
         readiness,
         "digsig svc-update",
         env!("CARGO_PKG_VERSION"),
     )
 }
 
+/// The vendor tools this service runs, for readiness: `mender-artifact`,
+/// when Mender signing is enabled at all.
+pub fn required_tools(mender: &MenderConfig) -> Vec<(String, PathBuf)> {
+    if mender.allowed.is_empty() {
+        Vec::new()
+    } else {
+        vec![("mender-artifact".to_string(), mender.tool.path())]
+    }
+}
+
 /// Serves the update package signing service on `listener` until `shutdown`.
 pub async fn run(
     listener: tokio::net::TcpListener,
     keystore: KeyStore,
+    mender: MenderConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    servicekit::serve(listener, app(keystore), shutdown).await
+    servicekit::serve(listener, app(keystore, mender), shutdown).await
 }

@@ -63,7 +63,8 @@ fn server(root: &Path) -> TestServer {
     let uri = format!("file://{}", root.display());
     TestServer::start(move |listener, shutdown| async move {
         let store = keystore::KeyStore::open(&uri).await.unwrap();
-        svc_update::run(listener, store, shutdown).await
+        let mender = svc_update::MenderConfig::from_lookup(|_| None, std::env::temp_dir()).unwrap();
+        svc_update::run(listener, store, mender, shutdown).await
     })
 }
 

@@ -1,0 +1,317 @@
+//! Replacing an artifact with its signed copy without ever leaving it
+//! half-written: beside-and-rename for files, one complete PUT (or one
+//! completed multipart upload) for S3 objects. Artifacts are streamed
+//! between S3 and disk; memory does not grow with their size.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use tokio::io::AsyncWriteExt;
+
+/// Why an artifact could not be read or replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The object is not there (404).
+    #[error("artifact {0} does not exist; upload the artifact there first")]
+    Missing(String),
+    /// The server's credentials or permissions do not reach it (500).
+    #[error("this server is not allowed to read or write {location}: {detail}")]
+    Denied {
+        /// The artifact.
+        location: String,
+        /// What the store or file system said.
+        detail: String,
+    },
+    /// The store did not answer (503).
+    #[error("cannot reach {location}: {detail}")]
+    Unreachable {
+        /// The artifact.
+        location: String,
+        /// What failed.
+        detail: String,
+    },
+    /// Anything else on the way (500).
+    #[error("moving {location}: {detail}")]
+    Failed {
+        /// The artifact.
+        location: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// A signed copy being made beside `target`, in the same directory so it can
+/// be renamed over it. Removed on drop unless it was renamed into place.
+pub struct BesideCopy {
+    target: PathBuf,
+    partial: tempfile::TempPath,
+}
+
+impl BesideCopy {
+    /// Reserves `.<name>.<random>.digsig-partial` beside `target`.
+    pub fn reserve(target: &Path) -> Result<Self, TransferError> {
+        let denied = |e: io::Error| TransferError::Denied {
+            location: format!("file://{}", target.display()),
+            detail: format!("cannot create a file beside it: {e}"),
+        };
+        let dir = target.parent().unwrap_or(Path::new("/"));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".digsig-partial")
+            .tempfile_in(dir)
+            .map_err(denied)?
+            .into_temp_path();
+        Ok(Self {
+            target: target.to_path_buf(),
+            partial,
+        })
+    }
+
+    /// Where the signed copy is to be written.
+    pub fn path(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Gives the copy the original's mode (and owner, where allowed),
+    /// flushes it to disk and renames it over the original.
+    pub fn replace_original(self) -> Result<(), TransferError> {
+        let failed = |e: io::Error| TransferError::Failed {
+            location: format!("file://{}", self.target.display()),
+            detail: e.to_string(),
+        };
+        let original = std::fs::metadata(&self.target).map_err(failed)?;
+        let copy = std::fs::File::open(&self.partial).map_err(failed)?;
+        copy.set_permissions(std::fs::Permissions::from_mode(original.mode() & 0o7777))
+            .map_err(failed)?;
+        // Only root may give a file away; anyone else keeps their own uid.
+        let _ = std::os::unix::fs::fchown(&copy, Some(original.uid()), Some(original.gid()));
+        copy.sync_all().map_err(failed)?;
+        drop(copy);
+        let target = self.target.clone();
+        self.partial.persist(&target).map_err(|e| failed(e.error))?;
+        if let Some(dir) = target.parent() {
+            // Make the rename itself durable.
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+/// How signed artifacts go back to S3.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadPolicy {
+    /// Larger artifacts go up as a multipart upload.
+    pub multipart_threshold: u64,
+    /// The size of each part but the last (S3's minimum is 5 MiB).
+    pub part_size: u64,
+}
+
+impl Default for UploadPolicy {
+    fn default() -> Self {
+        Self {
+            multipart_threshold: 256 << 20,
+            part_size: 64 << 20,
+        }
+    }
+}
+
+fn s3_location(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+fn classify<E>(err: SdkError<E>, location: &str) -> TransferError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let location = location.to_string();
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            TransferError::Unreachable { location, detail }
+        }
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some("NoSuchKey") | Some("NotFound") => TransferError::Missing(location),
+            Some("NoSuchBucket") => TransferError::Missing(location),
+            Some(
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken",
+            ) => TransferError::Denied { location, detail },
+            _ => TransferError::Failed { location, detail },
+        },
+        _ => TransferError::Failed { location, detail },
+    }
+}
+
+/// Streams `s3://bucket/key` into the new file `dest`.
+pub async fn download(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    dest: &Path,
+) -> Result<u64, TransferError> {
+    let location = s3_location(bucket, key);
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| classify(e, &location))?;
+    let failed = |detail: String| TransferError::Failed {
+        location: location.clone(),
+        detail,
+    };
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut body = object.body.into_async_read();
+    let copied = tokio::io::copy(&mut body, &mut file)
+        .await
+        .map_err(|e| failed(format!("download broke off: {e}")))?;
+    file.flush().await.map_err(|e| failed(e.to_string()))?;
+    Ok(copied)
+}
+
+/// Replaces `s3://bucket/key` with the file `src`, streamed: one PUT up to
+/// the policy's threshold, else one multipart upload, which S3 only makes
+/// visible when it is completed. A failed multipart upload is aborted.
+pub async fn upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    src: &Path,
+    policy: UploadPolicy,
+) -> Result<(), TransferError> {
+    let location = s3_location(bucket, key);
+    let failed = |detail: String| TransferError::Failed {
+        location: location.clone(),
+        detail,
+    };
+    let size = tokio::fs::metadata(src)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .len();
+    if size <= policy.multipart_threshold {
+        let body = ByteStream::from_path(src)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(size as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(e, &location))?;
+        return Ok(());
+    }
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| classify(e, &location))?;
+    let upload_id = created
+        .upload_id()
+        .ok_or_else(|| failed("the store returned no upload id".into()))?
+        .to_string();
+    let result = upload_parts(client, bucket, key, src, size, policy, &upload_id).await;
+    if result.is_err() {
+        let _ = client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .send()
+            .await;
+    }
+    result.map_err(|e| classify_any(e, &location))
+}
+
+/// A multipart failure, before it is classified.
+enum PartError {
+    Local(String),
+    Store(TransferError),
+}
+
+fn classify_any(err: PartError, location: &str) -> TransferError {
+    match err {
+        PartError::Local(detail) => TransferError::Failed {
+            location: location.to_string(),
+            detail,
+        },
+        PartError::Store(e) => e,
+    }
+}
+
+async fn upload_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    src: &Path,
+    size: u64,
+    policy: UploadPolicy,
+    upload_id: &str,
+) -> Result<(), PartError> {
+    let location = s3_location(bucket, key);
+    let mut parts = Vec::new();
+    let mut offset = 0u64;
+    let mut number = 1i32;
+    while offset < size {
+        let len = policy.part_size.min(size - offset);
+        let body = ByteStream::read_from()
+            .path(src)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| PartError::Local(e.to_string()))?;
+        let part = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| PartError::Store(classify(e, &location)))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_string))
+                .build(),
+        );
+        offset += len;
+        number += 1;
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| PartError::Store(classify(e, &location)))?;
+    Ok(())
+}

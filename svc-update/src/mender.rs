@@ -1,0 +1,142 @@
+//! Signing a Mender artifact where it lives: fetch (S3) or read (file) it,
+//! run `mender-artifact sign`, put the signed copy in its place.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use keystore::{KeyMaterial, S3Options};
+use servicekit::config::ConfigError;
+use servicekit::{ServiceError, WorkDir};
+use tokio::sync::OnceCell;
+
+use crate::artifact_uri::{AllowedUris, ArtifactUri, ALLOWED_URIS_VAR};
+use crate::in_place::{self, BesideCopy, UploadPolicy};
+use crate::mender_tool::{traditional_pem, MenderTool, MENDER_ARTIFACT_VAR};
+
+/// The Mender half of the service's settings.
+#[derive(Debug, Clone)]
+pub struct MenderConfig {
+    /// `DIGSIGSERVER_MENDER_ALLOWED_URIS`: where artifacts may be signed.
+    pub allowed: AllowedUris,
+    /// `DIGSIGSERVER_MENDER_ARTIFACT`, or `mender-artifact` on PATH.
+    pub tool: MenderTool,
+    /// How `s3://` artifacts are reached (AWS defaults, `AWS_ENDPOINT_URL`).
+    pub s3: S3Options,
+    /// When signed artifacts go back as multipart uploads.
+    pub upload: UploadPolicy,
+    /// Where per-request directories go (`DIGSIGSERVER_WORKDIR`): an
+    /// `s3://` artifact is downloaded there, so size it for two copies.
+    pub workdir_base: PathBuf,
+}
+
+impl MenderConfig {
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        workdir_base: PathBuf,
+    ) -> Result<Self, ConfigError> {
+        let list = lookup(ALLOWED_URIS_VAR).unwrap_or_default();
+        let allowed = AllowedUris::parse(&list).map_err(|e| ConfigError {
+            name: ALLOWED_URIS_VAR,
+            value: e.entry().to_string(),
+            reason: e.reason(),
+        })?;
+        let tool = MenderTool::locate(
+            lookup(MENDER_ARTIFACT_VAR)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+        );
+        Ok(Self {
+            allowed,
+            tool,
+            s3: S3Options {
+                // Artifacts are hundreds of MB: allow an upload its time.
+                operation_timeout: Duration::from_secs(3600),
+                ..S3Options::default()
+            },
+            upload: UploadPolicy::default(),
+            workdir_base,
+        })
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env(workdir_base: PathBuf) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok(), workdir_base)
+    }
+}
+
+/// Signs artifacts in place, as [`MenderConfig`] allows.
+pub struct MenderSigner {
+    config: MenderConfig,
+    s3: OnceCell<aws_sdk_s3::Client>,
+}
+
+impl MenderSigner {
+    /// A signer with `config`; an S3 client is made on first use.
+    pub fn new(config: MenderConfig) -> Self {
+        Self {
+            config,
+            s3: OnceCell::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MenderConfig {
+        &self.config
+    }
+
+    /// Checks `uri` against the allowed locations; returns what to sign.
+    pub async fn authorize(&self, uri: &str) -> Result<ArtifactUri, ServiceError> {
+        let parsed = ArtifactUri::parse(uri)?;
+        Ok(self.config.allowed.authorize(&parsed).await?)
+    }
+
+    /// Signs the artifact at `target` (from [`MenderSigner::authorize`])
+    /// with `key` and replaces it with the signed copy. On any failure the
+    /// original is left as it was.
+    pub async fn sign(&self, target: &ArtifactUri, key: &KeyMaterial) -> Result<u64, ServiceError> {
+        let started = Instant::now();
+        let pem = traditional_pem(key.bytes())?;
+        let work = WorkDir::create(&self.config.workdir_base).map_err(|e| {
+            ServiceError::Misconfigured(format!(
+                "cannot create a work directory under {}: {e}",
+                self.config.workdir_base.display()
+            ))
+        })?;
+        let key_file = KeyMaterial::new("private.key", pem.to_vec())
+            .to_temp_file(work.path())
+            .map_err(ServiceError::internal)?;
+        let shown = target.to_string();
+        let bytes = match target {
+            ArtifactUri::File(path) => {
+                let copy = BesideCopy::reserve(path)?;
+                self.config
+                    .tool
+                    .sign(path, key_file.path(), copy.path(), &shown)
+                    .await?;
+                let size = std::fs::metadata(copy.path()).map(|m| m.len()).unwrap_or(0);
+                tokio::task::spawn_blocking(move || copy.replace_original())
+                    .await
+                    .map_err(ServiceError::internal)??;
+                size
+            }
+            ArtifactUri::S3 { bucket, key } => {
+                let client = self
+                    .s3
+                    .get_or_init(|| keystore::s3_client(&self.config.s3))
+                    .await;
+                let unsigned = work.path().join("unsigned.mender");
+                let signed = work.path().join("signed.mender");
+                in_place::download(client, bucket, key, &unsigned).await?;
+                self.config
+                    .tool
+                    .sign(&unsigned, key_file.path(), &signed, &shown)
+                    .await?;
+                in_place::upload(client, bucket, key, &signed, self.config.upload).await?;
+                std::fs::metadata(&signed).map(|m| m.len()).unwrap_or(0)
+            }
+        };
+        tracing::info!(artifact = %shown, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "signed Mender artifact in place");
+        Ok(bytes)
+    }
+}

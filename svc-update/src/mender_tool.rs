@@ -1,0 +1,166 @@
+//! Running `mender-artifact sign`, the vendor tool, and giving it a key in
+//! the one form it reads.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use openssl::pkey::{Id, PKey};
+use zeroize::Zeroizing;
+
+/// The variable naming the `mender-artifact` binary (default: found on PATH).
+pub const MENDER_ARTIFACT_VAR: &str = "DIGSIGSERVER_MENDER_ARTIFACT";
+
+/// A signing key that `mender-artifact` cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum MenderKeyError {
+    /// Not a PEM private key (or an encrypted one).
+    #[error("mender/private.key is not an unencrypted PEM private key")]
+    NotAKey,
+    /// A key type Mender does not sign with.
+    #[error("mender/private.key is a {0} key; Mender artifacts are signed with RSA or ECDSA keys")]
+    WrongType(&'static str),
+}
+
+/// Rewrites a PEM private key in the "traditional" form `mender-artifact`
+/// 3.9 insists on (`BEGIN RSA PRIVATE KEY` / `BEGIN EC PRIVATE KEY`): it
+/// refuses PKCS#8 (`BEGIN PRIVATE KEY`), which is what `openssl genpkey`
+/// writes today. The bytes are wiped when dropped.
+pub fn traditional_pem(key: &[u8]) -> Result<Zeroizing<Vec<u8>>, MenderKeyError> {
+    let pkey = PKey::private_key_from_pem(key).map_err(|_| MenderKeyError::NotAKey)?;
+    let pem = match pkey.id() {
+        Id::RSA => pkey.rsa().and_then(|k| k.private_key_to_pem()),
+        Id::EC => pkey.ec_key().and_then(|k| k.private_key_to_pem()),
+        Id::ED25519 => return Err(MenderKeyError::WrongType("Ed25519")),
+        Id::DSA => return Err(MenderKeyError::WrongType("DSA")),
+        _ => return Err(MenderKeyError::WrongType("non-RSA, non-EC")),
+    };
+    pem.map(Zeroizing::new).map_err(|_| MenderKeyError::NotAKey)
+}
+
+/// Why `mender-artifact sign` did not produce a signed artifact.
+#[derive(Debug, thiserror::Error)]
+pub enum MenderToolError {
+    /// The binary is not installed where we looked (500).
+    #[error("mender-artifact is not installed: install Debian's mender-artifact package or set {MENDER_ARTIFACT_VAR} to its path")]
+    NotInstalled,
+    /// The artifact was signed before; `mender-artifact` refuses (422).
+    #[error("the artifact is already signed; mender-artifact refuses to sign it again: upload the unsigned artifact")]
+    AlreadySigned,
+    /// The tool rejected the input, most likely not a Mender artifact (422).
+    #[error("mender-artifact could not sign the artifact: {0}")]
+    Rejected(String),
+    /// The tool could not be run at all (500).
+    #[error("cannot run mender-artifact: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// The `mender-artifact` binary.
+#[derive(Debug, Clone)]
+pub struct MenderTool {
+    path: Option<PathBuf>,
+}
+
+impl MenderTool {
+    /// `configured` if given, else `mender-artifact` on PATH.
+    pub fn locate(configured: Option<PathBuf>) -> Self {
+        let path = configured.or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("mender-artifact"))
+                    .find(|candidate| candidate.is_file())
+            })
+        });
+        Self { path }
+    }
+
+    /// Where the binary is, for readiness reports.
+    pub fn path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("mender-artifact (not found on PATH)"))
+    }
+
+    /// Runs `mender-artifact sign input -k key -o output`. The tool itself
+    /// writes a temporary file in `output`'s directory and renames it, so
+    /// `output` is either absent or complete. The child is killed if the
+    /// request is dropped. Messages name `input` as `shown`, never the
+    /// server's paths.
+    pub async fn sign(
+        &self,
+        input: &Path,
+        key: &Path,
+        output: &Path,
+        shown: &str,
+    ) -> Result<(), MenderToolError> {
+        let program = self.path.as_ref().ok_or(MenderToolError::NotInstalled)?;
+        let result = tokio::process::Command::new(program)
+            .arg("sign")
+            .arg(input)
+            .arg("-k")
+            .arg(key)
+            .arg("-o")
+            .arg(output)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(MenderToolError::NotInstalled)
+            }
+            Err(e) => return Err(MenderToolError::Spawn(e)),
+        };
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if message.is_empty() {
+            message = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        if message.contains("already signed") {
+            return Err(MenderToolError::AlreadySigned);
+        }
+        let message = message
+            .replace(&*input.to_string_lossy(), shown)
+            .replace(&*key.to_string_lossy(), "<key>");
+        Err(MenderToolError::Rejected(if message.is_empty() {
+            format!("it exited with {}", out.status)
+        } else {
+            message
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::rsa::Rsa;
+
+    #[test]
+    fn pkcs8_keys_become_traditional_pem() {
+        let rsa = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let pkcs8 = rsa.private_key_to_pem_pkcs8().unwrap();
+        assert!(pkcs8.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let pem = traditional_pem(&pkcs8).unwrap();
+        assert!(pem.starts_with(b"-----BEGIN RSA PRIVATE KEY-----"));
+
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let pem = traditional_pem(&ec.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        assert!(pem.starts_with(b"-----BEGIN EC PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn other_keys_are_refused_by_type() {
+        let ed = PKey::generate_ed25519().unwrap();
+        let err = traditional_pem(&ed.private_key_to_pem_pkcs8().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("Ed25519"), "{err}");
+        assert!(matches!(
+            traditional_pem(b"-----BEGIN CERTIFICATE-----\n"),
+            Err(MenderKeyError::NotAKey)
+        ));
+    }
+}
