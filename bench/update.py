@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Benchmark: update package signing, against the reference way, same run.
+
+1. SWUpdate RSA: requests/s at concurrency 8 through a release digsigserver
+   (update domain embedded) with the swupdate class's form, versus the
+   reference way, one `openssl dgst -sha256 -sign` process per request, 8 at
+   a time. Both sign the same sw-description with the same RSA-2048 key.
+2. Mender: one artifact of --mender-mb MB signed in place via file://,
+   versus `mender-artifact sign` run directly on a copy: wall time of each,
+   and the peak RSS of the digsigserver process and of the mender-artifact
+   child it runs (read from /proc while it runs).
+
+Usage: bench/update.py [--seconds 10] [--concurrency 8] [--mender-mb 200] [--keep DIR]
+"""
+import argparse
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kmod  # noqa: E402  (shares sh, free_port, wait_for and /proc readers)
+
+ROOT = kmod.ROOT
+
+
+def output(*args):
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def openssl_per_request(key, doc, seconds, concurrency, out_dir):
+    """The reference: one openssl process per signature, `concurrency` at a time."""
+    deadline = time.monotonic() + seconds
+
+    def worker(n):
+        count = 0
+        out = os.path.join(out_dir, f"ref-{n}.sig")
+        while time.monotonic() < deadline:
+            subprocess.run(["openssl", "dgst", "-sha256", "-sign", key, "-out", out, doc], check=True)
+            count += 1
+        return count
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        total = sum(pool.map(worker, range(concurrency)))
+    return total / (time.monotonic() - t0)
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def watch_child_rss(pid, stop, peak):
+    """Polls `pid`'s children's VmHWM until `stop` is set; keeps the largest."""
+    while not stop.is_set():
+        for child in children_of(pid):
+            try:
+                peak[0] = max(peak[0], kmod.peak_rss_kib(child))
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+def make_artifact(path, megabytes, work):
+    payload = os.path.join(work, "payload.bin")
+    with open(payload, "wb") as f, open("/dev/urandom", "rb") as rnd:
+        left = megabytes * 1_000_000
+        while left > 0:
+            n = min(left, 8 << 20)
+            f.write(rnd.read(n))
+            left -= n
+    kmod.sh("mender-artifact", "write", "module-image", "-T", "script", "-n", "bench-1", "-t", "board",
+            "--compression", "none", "-f", payload, "-o", path)
+    os.remove(payload)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--mender-mb", type=int, default=200)
+    ap.add_argument("--keep")
+    args = ap.parse_args()
+
+    print("building release digsigserver and the load generator ...", flush=True)
+    kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver",
+            "--example", "post_load", cwd=ROOT)
+    gw_bin = os.path.join(ROOT, "target/release/digsigserver")
+    load_bin = os.path.join(ROOT, "target/release/examples/post_load")
+
+    work = args.keep or tempfile.mkdtemp(prefix="digsig-bench-update-")
+    os.makedirs(work, exist_ok=True)
+    swu = os.path.join(work, "keys/bench/swupdate")
+    mender = os.path.join(work, "keys/bench/mender")
+    deploy = os.path.join(work, "deploy")
+    for d in (swu, mender, deploy):
+        os.makedirs(d, exist_ok=True)
+    key = os.path.join(swu, "rsa-private.key")
+    kmod.sh("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key,
+            stderr=subprocess.DEVNULL)
+    kmod.sh("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+            "-out", os.path.join(mender, "private.key"), stderr=subprocess.DEVNULL)
+    kmod.sh("openssl", "pkey", "-in", os.path.join(mender, "private.key"), "-pubout",
+            "-out", os.path.join(work, "mender-public.key"))
+    doc = os.path.join(work, "sw-description")
+    with open(doc, "w") as f:
+        f.write('software = { version = "1.0.0"; hardware-compatibility: [ "1.0" ];\n'
+                '  images: ( { filename = "rootfs.ext4.gz"; device = "/dev/mmcblk0p2"; } ); };\n')
+
+    port = kmod.free_port()
+    gw = subprocess.Popen([gw_bin, "--address", "127.0.0.1", "--port", str(port)],
+                          env=dict(os.environ, RUST_LOG="warn",
+                                   DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys",
+                                   DIGSIGSERVER_WORKDIR=work,
+                                   DIGSIGSERVER_MENDER_ALLOWED_URIS=f"file://{deploy}"))
+    try:
+        kmod.wait_for(port)
+        url = f"http://127.0.0.1:{port}"
+        print(f"\n== SWUpdate RSA-2048, concurrency {args.concurrency}, {args.seconds:.0f} s each, "
+              f"{os.cpu_count()} cores", flush=True)
+        out = output(load_bin, f"{url}/sign/swupdate", str(args.seconds), str(args.concurrency),
+                      "distro=bench", "method=RSA", f"sw-description=@{doc}")
+        ours = dict(kv.split("=") for kv in out.split())
+        ours_rps = float(ours["rps"])
+        ref_rps = openssl_per_request(key, doc, args.seconds, args.concurrency, work)
+        print(f"digsig (gateway, embedded):     {ours_rps:8.0f} req/s  "
+              f"(p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms)")
+        print(f"openssl dgst per request:       {ref_rps:8.0f} signatures/s")
+        print(f"speed-up:                       {ours_rps / ref_rps:8.1f}x  (target >= 10x)")
+
+        print(f"\n== Mender artifact, {args.mender_mb} MB payload, file://", flush=True)
+        artifact = os.path.join(deploy, "image.mender")
+        make_artifact(artifact, args.mender_mb, work)
+        size = os.path.getsize(artifact)
+        reference_copy = os.path.join(work, "reference.mender")
+        shutil.copyfile(artifact, reference_copy)
+        stop, child_peak = threading.Event(), [0]
+        watcher = threading.Thread(target=watch_child_rss, args=(gw.pid, stop, child_peak))
+        watcher.start()
+        t0 = time.monotonic()
+        reply = output("curl", "--silent", "--fail", "-X", "POST", "-F", "distro=bench",
+                        "-F", f"artifact-uri=file://{artifact}", f"{url}/sign/mender")
+        ours_s = time.monotonic() - t0
+        stop.set()
+        watcher.join()
+        assert reply.strip() == "Signing successful", reply
+        kmod.sh("mender-artifact", "validate", "-k", os.path.join(work, "mender-public.key"), artifact,
+                )
+        # The reference: mender-artifact on the same file, as upstream runs it
+        # after copying the artifact into its work dir.
+        trad = os.path.join(work, "reference.key")
+        kmod.sh("openssl", "rsa", "-traditional", "-in", os.path.join(mender, "private.key"), "-out", trad,
+                )
+        t0 = time.monotonic()
+        shutil.copyfile(reference_copy, os.path.join(work, "unsigned.mender"))
+        kmod.sh("mender-artifact", "sign", os.path.join(work, "unsigned.mender"), "-k", trad,
+                "-o", os.path.join(work, "signed.mender"))
+        shutil.copyfile(os.path.join(work, "signed.mender"), reference_copy)
+        ref_s = time.monotonic() - t0
+        print(f"artifact: {size / 1e6:.0f} MB (validated with mender-artifact validate -k)")
+        print(f"digsig in place:                {ours_s:6.2f} s")
+        print(f"copy in, mender-artifact, copy back (upstream's way): {ref_s:6.2f} s")
+        print(f"digsigserver peak RSS:          {kmod.peak_rss_kib(gw.pid) / 1024:6.1f} MiB  "
+              f"(whole run, target <= 64 MiB)")
+        print(f"mender-artifact child peak RSS: {child_peak[0] / 1024:6.1f} MiB")
+    finally:
+        gw.terminate()
+        gw.wait()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
