@@ -6,7 +6,8 @@
 # cleanly and recover, then tears everything down. Prints a PASS/FAIL line per
 # check and a closing "N passed, M failed".
 # Usage: docker/e2e.sh      (as root or a docker user; needs curl, cc, tar,
-#                            openssl, modinfo and the kernel's sign-file)
+#                            openssl, modinfo, the kernel's sign-file and
+#                            mender-artifact)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,8 +52,19 @@ openssl req -new -x509 -nodes -days 2 -newkey rsa:2048 -subj "/CN=digsig e2e cms
 printf 'software = { version = "1.0.0"; };\n' > "$work/sw-description"
 openssl dgst -sha256 -sign "$swu/rsa-private.key" -out "$work/reference.sig" "$work/sw-description"
 cp "$swu/cms.cert" "$work/cms.cert"
+mdr=$work/keys/e2e/mender
+mkdir -p "$mdr"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$mdr/private.key" 2>/dev/null
+openssl pkey -in "$mdr/private.key" -pubout -out "$work/mender-public.key"
 if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$work/keys"; chmod -R go-rwx "$work/keys"; else chmod -R a+rX "$work/keys"; fi
 export DIGSIG_KEYS_DIR=$work/keys
+# Mender artifacts are signed where they are: a directory mounted at the same
+# path in svc-update, writable by its user.
+export DIGSIG_ARTIFACTS_DIR=$work/deploy
+mkdir -p "$DIGSIG_ARTIFACTS_DIR"
+printf 'e2e payload\n' > "$work/payload"
+mender-artifact write module-image -T script -n e2e-1 -t board -f "$work/payload" -o "$DIGSIG_ARTIFACTS_DIR/image.mender" >/dev/null
+if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$DIGSIG_ARTIFACTS_DIR"; else chmod -R a+rwX "$DIGSIG_ARTIFACTS_DIR"; fi
 
 # A module tree as a kernel package has it.
 pkgd=$work/pkgd; mod=$pkgd/lib/modules/6.1.0-e2e/kernel/e2e.ko
@@ -91,6 +103,18 @@ sign_swupdate() { # the swupdate class's calls, checked with openssl
     -CAfile "$work/cms.cert" -purpose any -out /dev/null
 }
 check "sign sw-description through the gateway (RSA byte-identical to openssl dgst; CMS verifies with openssl cms)" sign_swupdate
+
+sign_mender() { # mendersign.bbclass's call for a server on the build host, checked with mender-artifact
+  local body
+  body=$(curl --silent --fail -X POST -F "distro=e2e" -F "artifact-uri=file://$DIGSIG_ARTIFACTS_DIR/image.mender" "$GW/sign/mender") || return 1
+  [ "$body" = "Signing successful" ] || { echo "reply: $body"; return 1; }
+  mender-artifact validate -k "$work/mender-public.key" "$DIGSIG_ARTIFACTS_DIR/image.mender" || return 1
+  [ -z "$(ls -A "$DIGSIG_ARTIFACTS_DIR" | grep -v '^image.mender$')" ] || { ls -la "$DIGSIG_ARTIFACTS_DIR"; return 1; }
+  # Outside the allowed directory: refused, naming the rule.
+  body=$(curl -s -w ' %{http_code}' -X POST -F distro=e2e -F artifact-uri=file:///etc/passwd "$GW/sign/mender")
+  echo "$body"; [[ $body == *DIGSIGSERVER_MENDER_ALLOWED_URIS*" 403" ]]
+}
+check "sign a Mender artifact in place through the gateway (mender-artifact validate; /etc/passwd refused 403)" sign_mender
 
 openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
 check "OpenAPI document and Swagger UI served" openapi_lists_modules
@@ -134,7 +158,7 @@ ready_names_kmod() { local b; b=$(curl -s -w ' %{http_code}' "$GW/ready"); echo 
 check "/ready is 503 naming service kmod" ready_names_kmod
 others_still_answer() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/health")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F distro=x "$GW/sign/mender")" = 501 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/optee")" = 501 ]
 }
 check "the gateway and its other domains keep answering (health 200; unbuilt endpoints 501)" others_still_answer
 check "update packages keep being signed while svc-kmod is down" sign_swupdate
