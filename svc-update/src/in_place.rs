@@ -45,40 +45,43 @@ pub enum TransferError {
     },
 }
 
-/// A signed copy being made beside `target`, in the same directory so it can
-/// be renamed over it. Removed on drop unless it was renamed into place.
+/// A signed copy being made beside `target`: in a private hidden directory
+/// in the same directory, so it can be renamed over the original, and so
+/// whatever the tool writes on the way (`mender-artifact` makes its own
+/// temporary file next to its output) goes with the directory when the
+/// request ends, finished, failed or cancelled.
 pub struct BesideCopy {
     target: PathBuf,
-    partial: tempfile::TempPath,
+    dir: tempfile::TempDir,
 }
 
 impl BesideCopy {
-    /// Reserves `.<name>.<random>.digsig-partial` beside `target`.
+    /// Makes `.<name>.<random>.digsig/` (0700) beside `target`.
     pub fn reserve(target: &Path) -> Result<Self, TransferError> {
         let denied = |e: io::Error| TransferError::Denied {
             location: format!("file://{}", target.display()),
-            detail: format!("cannot create a file beside it: {e}"),
+            detail: format!("cannot create a directory beside it: {e}"),
         };
-        let dir = target.parent().unwrap_or(Path::new("/"));
+        let parent = target.parent().unwrap_or(Path::new("/"));
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let partial = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
-            .suffix(".digsig-partial")
-            .tempfile_in(dir)
-            .map_err(denied)?
-            .into_temp_path();
+            .suffix(".digsig")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(parent)
+            .map_err(denied)?;
         Ok(Self {
             target: target.to_path_buf(),
-            partial,
+            dir,
         })
     }
 
     /// Where the signed copy is to be written.
-    pub fn path(&self) -> &Path {
-        &self.partial
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("signed")
     }
 
     /// Gives the copy the original's mode (and owner, where allowed),
@@ -88,19 +91,19 @@ impl BesideCopy {
             location: format!("file://{}", self.target.display()),
             detail: e.to_string(),
         };
+        let signed = self.path();
         let original = std::fs::metadata(&self.target).map_err(failed)?;
-        let copy = std::fs::File::open(&self.partial).map_err(failed)?;
+        let copy = std::fs::File::open(&signed).map_err(failed)?;
         copy.set_permissions(std::fs::Permissions::from_mode(original.mode() & 0o7777))
             .map_err(failed)?;
         // Only root may give a file away; anyone else keeps their own uid.
         let _ = std::os::unix::fs::fchown(&copy, Some(original.uid()), Some(original.gid()));
         copy.sync_all().map_err(failed)?;
         drop(copy);
-        let target = self.target.clone();
-        self.partial.persist(&target).map_err(|e| failed(e.error))?;
-        if let Some(dir) = target.parent() {
+        std::fs::rename(&signed, &self.target).map_err(failed)?;
+        if let Some(parent) = self.target.parent() {
             // Make the rename itself durable.
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
         }
         Ok(())
     }

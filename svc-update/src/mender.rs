@@ -112,7 +112,7 @@ impl MenderSigner {
                 let copy = BesideCopy::reserve(path)?;
                 self.config
                     .tool
-                    .sign(path, key_file.path(), copy.path(), &shown)
+                    .sign(path, key_file.path(), &copy.path(), &shown)
                     .await?;
                 let size = std::fs::metadata(copy.path()).map(|m| m.len()).unwrap_or(0);
                 tokio::task::spawn_blocking(move || copy.replace_original())

@@ -436,3 +436,83 @@ fn bad_requests_get_clear_4xx_and_leave_the_original_untouched() {
         .collect();
     assert!(left.is_empty(), "left beside the artifacts: {left:?}");
 }
+
+/// Whether `pid` is gone or a zombie (killed, not yet reaped).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+#[test]
+fn a_signing_cut_short_kills_the_tool_and_leaves_nothing_beside_the_artifact() {
+    // When a request is dropped (the gateway's domain timeout, shutdown), the
+    // tool must die and its leftovers go. A stand-in for mender-artifact does
+    // what the real one does first (a temporary file next to its -o output)
+    // and then takes its time.
+    let keys = Keys::new();
+    let deploy = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let pid_file = tools.path().join("pid");
+    let tool = tools.path().join("slow-mender-artifact");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nwhile [ $# -gt 0 ]; do [ \"$1\" = -o ] && out=$2; shift; done\n\
+             echo partial > \"$(dirname \"$out\")/mender-artifact4242\"\nexec sleep 30\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = config(&format!("file://{}", deploy.path().display()));
+    config.tool = svc_update::mender_tool::MenderTool::locate(Some(tool));
+    let signer = svc_update::mender::MenderSigner::new(config);
+    let artifact = deploy.path().join("image.mender");
+    make_artifact(&artifact, 1000);
+    let before = std::fs::read(&artifact).unwrap();
+    let key = keystore::KeyMaterial::new(
+        "private.key",
+        std::fs::read(keys.root.path().join("rsa/mender/private.key")).unwrap(),
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outcome = rt.block_on(async {
+        let target = signer
+            .authorize(&format!("file://{}", artifact.display()))
+            .await
+            .unwrap();
+        let signing = signer.sign(&target, &key);
+        tokio::time::timeout(std::time::Duration::from_secs(2), signing).await
+    });
+    assert!(
+        outcome.is_err(),
+        "the stand-in tool sleeps; the signing is cut short"
+    );
+    assert!(
+        listing(deploy.path()).len() == 1,
+        "nothing left beside the artifact: {:?}",
+        listing(deploy.path())
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !is_dead(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(is_dead(pid), "the tool is killed with the request");
+    assert_eq!(
+        std::fs::read(&artifact).unwrap(),
+        before,
+        "the original is untouched"
+    );
+}
