@@ -117,24 +117,10 @@ fn openapi_document_is_the_same_in_both_modes() {
 
 #[test]
 fn a_service_that_is_down_gets_a_fast_503_naming_the_domain() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = keystore::testing::closed_port();
     let gw = TestGateway::routed(&format!("http://127.0.0.1:{port}"));
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
-    let started = Instant::now();
-    let reply = curl_post(
-        &format!("{}/sign/modules", gw.url),
-        &["machine=m", "artifact=@a.tar.gz"],
-        tmp.path(),
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (reply, took) = post_any_modules(&gw.url);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(reply.status, 503, "{}", reply.text());
     assert!(
         reply.text().contains("kmod service") && reply.text().contains("DIGSIGSERVER_KMOD_URL"),
@@ -176,19 +162,8 @@ fn a_slow_service_gets_a_504_after_the_domain_timeout_and_its_connection_closed(
         c.route(Domain::Kmod, url);
         c.set_timeout(Domain::Kmod, Duration::from_secs(1));
     });
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
-    let started = Instant::now();
-    let reply = curl_post(
-        &format!("{}/sign/modules", gw.url),
-        &["machine=m", "artifact=@a.tar.gz"],
-        tmp.path(),
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (reply, took) = post_any_modules(&gw.url);
+    assert!(took < Duration::from_secs(4), "took {took:?}");
     assert_eq!(reply.status, 504, "{}", reply.text());
     assert!(
         reply.text().contains("DIGSIGSERVER_KMOD_TIMEOUT"),
@@ -200,6 +175,19 @@ fn a_slow_service_gets_a_504_after_the_domain_timeout_and_its_connection_closed(
         closed,
         "the gateway left the upstream connection open after timing out"
     );
+}
+
+/// POSTs a module request (its content never reaches a signer) and times it.
+fn post_any_modules(gateway_url: &str) -> (Reply, Duration) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.tar.gz"), b"whatever").unwrap();
+    let started = Instant::now();
+    let reply = curl_post(
+        &format!("{gateway_url}/sign/modules"),
+        &["machine=m", "artifact=@a.tar.gz"],
+        tmp.path(),
+    );
+    (reply, started.elapsed())
 }
 
 /// Sends the head of a large multipart upload and hangs up.

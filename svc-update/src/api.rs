@@ -142,12 +142,16 @@ impl UpdateApi {
         };
         let signature = match form.method {
             SwupdateMethod::Rsa => {
-                let key = self.key(&distro, "rsa-private.key").await?;
+                let key = self
+                    .key(&distro, SignType::Swupdate, "rsa-private.key")
+                    .await?;
                 sign_rsa(key.bytes(), &data).map_err(misconfigured)?
             }
             SwupdateMethod::Cms => {
-                let cert = self.key(&distro, "cms.cert").await?;
-                let key = self.key(&distro, "cms-private.key").await?;
+                let cert = self.key(&distro, SignType::Swupdate, "cms.cert").await?;
+                let key = self
+                    .key(&distro, SignType::Swupdate, "cms-private.key")
+                    .await?;
                 sign_cms(cert.bytes(), key.bytes(), &data).map_err(misconfigured)?
             }
         };
@@ -176,32 +180,21 @@ impl UpdateApi {
     async fn sign_mender(&self, form: SignMenderForm) -> Result<SignMenderResponse, ServiceError> {
         let distro = Selector::parse(&form.distro)?;
         let target = self.mender.authorize(&form.artifact_uri).await?;
-        let name = KeyFileName::parse("private.key").expect("a valid constant name");
-        let key = self
-            .keystore
-            .fetch(&distro, SignType::Mender, &name)
-            .await?;
+        let key = self.key(&distro, SignType::Mender, "private.key").await?;
         self.mender.sign(&target, &key).await?;
         Ok(SignMenderResponse::Signed(PlainText("Signing successful")))
     }
 }
 
 impl UpdateApi {
-    /// The Mender signer's settings (for readiness checks).
-    pub fn mender_config(&self) -> &MenderConfig {
-        self.mender.config()
-    }
-
-    /// One of the distro's `swupdate` key files, fetched for this request.
+    /// One of the distro's key files of `signtype`, fetched for this request.
     async fn key(
         &self,
         distro: &Selector,
+        signtype: SignType,
         file: &'static str,
     ) -> Result<KeyMaterial, ServiceError> {
         let name = KeyFileName::parse(file).expect("a valid constant name");
-        Ok(self
-            .keystore
-            .fetch(distro, SignType::Swupdate, &name)
-            .await?)
+        Ok(self.keystore.fetch(distro, signtype, &name).await?)
     }
 }

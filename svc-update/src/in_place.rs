@@ -190,13 +190,14 @@ pub async fn download(
 /// Replaces `s3://bucket/key` with the file `src`, streamed: one PUT up to
 /// the policy's threshold, else one multipart upload, which S3 only makes
 /// visible when it is completed. A failed multipart upload is aborted.
+/// Returns the size uploaded.
 pub async fn upload(
     client: &Client,
     bucket: &str,
     key: &str,
     src: &Path,
     policy: UploadPolicy,
-) -> Result<(), TransferError> {
+) -> Result<u64, TransferError> {
     let location = s3_location(bucket, key);
     let failed = |detail: String| TransferError::Failed {
         location: location.clone(),
@@ -219,7 +220,7 @@ pub async fn upload(
             .send()
             .await
             .map_err(|e| classify(e, &location))?;
-        return Ok(());
+        return Ok(size);
     }
     let created = client
         .create_multipart_upload()
@@ -242,23 +243,7 @@ pub async fn upload(
             .send()
             .await;
     }
-    result.map_err(|e| classify_any(e, &location))
-}
-
-/// A multipart failure, before it is classified.
-enum PartError {
-    Local(String),
-    Store(TransferError),
-}
-
-fn classify_any(err: PartError, location: &str) -> TransferError {
-    match err {
-        PartError::Local(detail) => TransferError::Failed {
-            location: location.to_string(),
-            detail,
-        },
-        PartError::Store(e) => e,
-    }
+    result.map(|()| size)
 }
 
 async fn upload_parts(
@@ -269,7 +254,7 @@ async fn upload_parts(
     size: u64,
     policy: UploadPolicy,
     upload_id: &str,
-) -> Result<(), PartError> {
+) -> Result<(), TransferError> {
     let location = s3_location(bucket, key);
     let mut parts = Vec::new();
     let mut offset = 0u64;
@@ -282,7 +267,10 @@ async fn upload_parts(
             .length(Length::Exact(len))
             .build()
             .await
-            .map_err(|e| PartError::Local(e.to_string()))?;
+            .map_err(|e| TransferError::Failed {
+                location: location.clone(),
+                detail: e.to_string(),
+            })?;
         let part = client
             .upload_part()
             .bucket(bucket)
@@ -293,7 +281,7 @@ async fn upload_parts(
             .body(body)
             .send()
             .await
-            .map_err(|e| PartError::Store(classify(e, &location)))?;
+            .map_err(|e| classify(e, &location))?;
         parts.push(
             CompletedPart::builder()
                 .part_number(number)
@@ -315,6 +303,6 @@ async fn upload_parts(
         )
         .send()
         .await
-        .map_err(|e| PartError::Store(classify(e, &location)))?;
+        .map_err(|e| classify(e, &location))?;
     Ok(())
 }

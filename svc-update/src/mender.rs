@@ -80,11 +80,6 @@ impl MenderSigner {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &MenderConfig {
-        &self.config
-    }
-
     /// Checks `uri` against the allowed locations; returns what to sign.
     pub async fn authorize(&self, uri: &str) -> Result<ArtifactUri, ServiceError> {
         let parsed = ArtifactUri::parse(uri)?;
@@ -132,8 +127,7 @@ impl MenderSigner {
                     .tool
                     .sign(&unsigned, key_file.path(), &signed, &shown)
                     .await?;
-                in_place::upload(client, bucket, key, &signed, self.config.upload).await?;
-                std::fs::metadata(&signed).map(|m| m.len()).unwrap_or(0)
+                in_place::upload(client, bucket, key, &signed, self.config.upload).await?
             }
         };
         tracing::info!(artifact = %shown, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "signed Mender artifact in place");

@@ -126,6 +126,11 @@ fn server(keys: &Keys, config: MenderConfig) -> TestServer {
     })
 }
 
+/// The allowed-URI entry for `dir`.
+fn allow_dir(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
 fn config(allowed: &str) -> MenderConfig {
     let allowed = allowed.to_string();
     let mut config = MenderConfig::from_lookup(
@@ -177,10 +182,7 @@ fn listing(dir: &Path) -> Vec<String> {
 fn signs_file_artifacts_in_place_with_rsa_and_ec_keys() {
     let keys = Keys::new();
     let deploy = tempfile::tempdir().unwrap();
-    let service = server(
-        &keys,
-        config(&format!("file://{}", deploy.path().display())),
-    );
+    let service = server(&keys, config(&allow_dir(deploy.path())));
     for distro in ["rsa", "ec"] {
         let artifact = deploy.path().join(format!("image-{distro}.mender"));
         make_artifact(&artifact, 100_000);
@@ -363,10 +365,7 @@ fn refuses_uris_outside_the_allowed_locations_and_names_the_rule() {
 fn bad_requests_get_clear_4xx_and_leave_the_original_untouched() {
     let keys = Keys::new();
     let deploy = tempfile::tempdir().unwrap();
-    let service = server(
-        &keys,
-        config(&format!("file://{}", deploy.path().display())),
-    );
+    let service = server(&keys, config(&allow_dir(deploy.path())));
     let uri = |p: &Path| format!("file://{}", p.display());
 
     // Not an artifact: mender-artifact's own message, the file as it was.
@@ -471,7 +470,7 @@ fn a_signing_cut_short_kills_the_tool_and_leaves_nothing_beside_the_artifact() {
     )
     .unwrap();
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut config = config(&format!("file://{}", deploy.path().display()));
+    let mut config = config(&allow_dir(deploy.path()));
     config.tool = svc_update::mender_tool::MenderTool::locate(Some(tool));
     let signer = svc_update::mender::MenderSigner::new(config);
     let artifact = deploy.path().join("image.mender");

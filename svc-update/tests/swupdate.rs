@@ -59,6 +59,21 @@ fn keystore(root: &Path, distro: &str, bits: u32) -> std::path::PathBuf {
     dir
 }
 
+/// `openssl cms -verify` of `dir/got.sig` over `dir/sw-description` as
+/// SWUpdate checks it: detached, binary, the signer's certificate as CA.
+fn cms_verify(dir: &Path, cert: &Path) -> std::process::Output {
+    Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "cms", "-verify", "-binary", "-inform", "DER", "-in", "got.sig",
+        ])
+        .args(["-content", "sw-description", "-CAfile"])
+        .arg(cert)
+        .args(["-purpose", "any", "-out", "/dev/null"])
+        .output()
+        .unwrap()
+}
+
 fn server(root: &Path) -> TestServer {
     let uri = format!("file://{}", root.display());
     TestServer::start(move |listener, shutdown| async move {
@@ -196,25 +211,11 @@ fn cms_signatures_verify_with_openssl_cms() {
     std::fs::write(client.join("got.sig"), &sig).unwrap();
     let cert = dir.join("cms.cert");
     // As SWUpdate checks it: detached, binary, signer's certificate as CA.
-    openssl(
-        &client,
-        &[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            "got.sig",
-            "-content",
-            "sw-description",
-            "-CAfile",
-            cert.to_str().unwrap(),
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ],
+    let verified = cms_verify(&client, &cert);
+    assert!(
+        verified.status.success(),
+        "openssl cms -verify: {}",
+        String::from_utf8_lossy(&verified.stderr)
     );
     // The structure the openssl cms -sign call makes: detached, signer cert included.
     let printed = String::from_utf8(openssl(
@@ -242,28 +243,10 @@ fn cms_signatures_verify_with_openssl_cms() {
         SW_DESCRIPTION.replace("1.0.0", "6.6.6"),
     )
     .unwrap();
-    let out = Command::new("openssl")
-        .current_dir(&client)
-        .args([
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            "got.sig",
-            "-content",
-            "sw-description",
-            "-CAfile",
-            cert.to_str().unwrap(),
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a tampered sw-description verified");
+    assert!(
+        !cms_verify(&client, &cert).status.success(),
+        "a tampered sw-description verified"
+    );
 }
 
 #[test]
