@@ -9,6 +9,7 @@
 //! - [`telemetry`]: structured logs with a request id on every line.
 //! - [`health`]: `GET /health` and `GET /ready`.
 //! - [`demo`]: a throwaway key store for `--demo`.
+//! - [`private_key`]: reading private keys, fast for RSA, never prompting.
 //! - [`drain`]: reading unread request bodies so early replies reach clients.
 //! - [`service_main`]: the `main` of every service binary.
 //! - [`openapi`]: a service's API, OpenAPI document and Swagger UI routes.
@@ -22,6 +23,7 @@ pub mod drain;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod private_key;
 pub mod server;
 pub mod service_main;
 pub mod telemetry;

@@ -33,6 +33,18 @@ impl WorkDir {
     }
 }
 
+/// A response body streaming the file `name` from `work`; the directory lives
+/// until the body is dropped (sent, or the client went away).
+pub async fn stream_file(work: Arc<WorkDir>, name: &str) -> io::Result<poem::Body> {
+    let file = tokio::fs::File::open(work.path().join(name)).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let held = futures_util::StreamExt::map(stream, move |chunk| {
+        let _ = &work;
+        chunk
+    });
+    Ok(poem::Body::from_bytes_stream(held))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,24 +164,12 @@ impl KmodApi {
             signing_ms = started.elapsed().as_millis() as u64,
             "signed modules"
         );
-        let body = stream_file(work, "signed-artifact.tar.gz").await?;
+        let body = servicekit::workdir::stream_file(work, "signed-artifact.tar.gz")
+            .await
+            .map_err(ServiceError::internal)?;
         Ok(SignModulesResponse::Signed(
             Binary(body),
             "attachment; filename=\"signed-artifact.tar.gz\"".into(),
         ))
     }
-}
-
-/// A response body streaming a file from the work dir; the work dir lives
-/// until the body is dropped (sent, or the client went away).
-async fn stream_file(work: Arc<WorkDir>, name: &str) -> Result<Body, ServiceError> {
-    let file = tokio::fs::File::open(work.path().join(name))
-        .await
-        .map_err(ServiceError::internal)?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-    let held = futures_util::StreamExt::map(stream, move |chunk| {
-        let _ = &work;
-        chunk
-    });
-    Ok(Body::from_bytes_stream(held))
 }

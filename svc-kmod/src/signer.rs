@@ -105,9 +105,7 @@ impl ModuleSigner {
     /// Builds a signer from key and certificate bytes (PEM or DER, as
     /// sign-file accepts) and checks they belong together.
     pub fn new(key: &[u8], cert: &[u8], hash: HashAlg) -> Result<Self, KeyError> {
-        let key = PKey::private_key_from_pem(key)
-            .or_else(|_| PKey::private_key_from_der(key))
-            .map_err(|_| KeyError::BadPrivateKey)?;
+        let key = servicekit::private_key::parse(key).map_err(|_| KeyError::BadPrivateKey)?;
         // sign-file treats data starting with a DER SEQUENCE as DER, else PEM.
         let cert = if cert.starts_with(&[0x30, 0x82]) {
             X509::from_der(cert)

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use openssl::pkey::{Id, PKey};
+use openssl::pkey::Id;
 use zeroize::Zeroizing;
 
 /// The variable naming the `mender-artifact` binary (default: found on PATH).
@@ -26,7 +26,7 @@ pub enum MenderKeyError {
 /// refuses PKCS#8 (`BEGIN PRIVATE KEY`), which is what `openssl genpkey`
 /// writes today. The bytes are wiped when dropped.
 pub fn traditional_pem(key: &[u8]) -> Result<Zeroizing<Vec<u8>>, MenderKeyError> {
-    let pkey = PKey::private_key_from_pem(key).map_err(|_| MenderKeyError::NotAKey)?;
+    let pkey = servicekit::private_key::parse(key).map_err(|_| MenderKeyError::NotAKey)?;
     let pem = match pkey.id() {
         Id::RSA => pkey.rsa().and_then(|k| k.private_key_to_pem()),
         Id::EC => pkey.ec_key().and_then(|k| k.private_key_to_pem()),
@@ -137,6 +137,7 @@ mod tests {
     use super::*;
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
+    use openssl::pkey::PKey;
     use openssl::rsa::Rsa;
 
     #[test]
