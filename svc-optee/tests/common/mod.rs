@@ -1,0 +1,316 @@
+//! Helpers shared by svc-optee's tests: keys from the `openssl` CLI, TA trees
+//! packed with `tar`, requests made with `curl` as a build would make them,
+//! and a checker that verifies a signed TA with `openssl` and Python's
+//! `uuid`, not with any of the service's own code.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs a command, panicking with its stderr if it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// An RSA key of `bits` made by `openssl genpkey` (PKCS#8 PEM) and its
+/// public half, in `dir`.
+pub struct RsaKey {
+    pub private_pem: PathBuf,
+    pub public_pem: PathBuf,
+    pub bits: usize,
+}
+
+pub fn make_rsa_key(dir: &Path, bits: usize) -> RsaKey {
+    std::fs::create_dir_all(dir).unwrap();
+    let private_pem = dir.join(format!("rsa{bits}.pem"));
+    let public_pem = dir.join(format!("rsa{bits}.pub.pem"));
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
+        .arg(format!("rsa_keygen_bits:{bits}"))
+        .arg("-out")
+        .arg(&private_pem));
+    run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private_pem)
+        .arg("-out")
+        .arg(&public_pem));
+    RsaKey {
+        private_pem,
+        public_pem,
+        bits,
+    }
+}
+
+/// Installs `key_pem` as `<root>/<machine>/opteesign/optee-signing-key.pem`.
+pub fn install_key(root: &Path, machine: &str, key_pem: &Path) {
+    let dir = root.join(machine).join("opteesign");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(key_pem, dir.join("optee-signing-key.pem")).unwrap();
+}
+
+/// Pseudo-random but compressible bytes, like machine code (deterministic).
+pub fn filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|i| {
+            if i % 4 == 0 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            [0x7f, 0x45, 0x4c, 0x46, 0x00, 0xd6, 0x5f, 0x03][(x >> ((i % 4) * 8)) as usize & 7]
+        })
+        .collect()
+}
+
+/// A svc-optee serving real HTTP on a loopback port, stopped on drop.
+pub struct TestServer {
+    // Stops the server before the work dir base goes.
+    _server: servicekit::testing::TestServer,
+    pub url: String,
+    /// Base of the per-request work dirs; must be empty between requests.
+    pub workdir_base: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Serves with keys from `keyfile_uri`.
+    pub fn start(keyfile_uri: &str) -> Self {
+        let workdir_base = tempfile::tempdir().unwrap();
+        let mut config = servicekit::ServiceConfig::from_lookup(|_| None).unwrap();
+        config.workdir_base = workdir_base.path().to_path_buf();
+        let uri = keyfile_uri.to_string();
+        let server = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
+            let keystore = keystore::KeyStore::open(&uri).await.unwrap();
+            svc_optee::run(listener, keystore, config, shutdown).await
+        });
+        TestServer {
+            url: server.url.clone(),
+            _server: server,
+            workdir_base,
+        }
+    }
+
+    /// Leftovers in the work dir base (should be none once a reply is read).
+    pub fn leftovers(&self) -> Vec<PathBuf> {
+        // The reply's work dir is released when the body is dropped, a moment
+        // after the client has read it all.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left: Vec<PathBuf> = std::fs::read_dir(self.workdir_base.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The result of a curl call: HTTP status and body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `curl -X POST <form fields> url`, returning the status and body (not
+/// failing on 4xx/5xx so tests can read messages).
+pub fn curl_post(url: &str, fields: &[&str], cwd: &Path) -> Reply {
+    let out_file = cwd.join(".curl-reply");
+    let mut cmd = Command::new("curl");
+    cmd.current_dir(cwd).args([
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "120",
+        "-X",
+        "POST",
+    ]);
+    for f in fields {
+        cmd.arg("-F").arg(f);
+    }
+    cmd.arg("--output")
+        .arg(&out_file)
+        .args(["--write-out", "%{http_code}"])
+        .arg(url);
+    let status: u16 = String::from_utf8(run(&mut cmd))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let body = std::fs::read(&out_file).unwrap_or_default();
+    let _ = std::fs::remove_file(out_file);
+    Reply { status, body }
+}
+
+/// Packs `rel` (a directory under `base`) as the upstream docs' client does:
+/// `find <rel> -type f ... | sort | xargs tar -c -z -f <dest>`.
+pub fn pack(base: &Path, rel: &str, dest: &Path) {
+    run(Command::new("sh").current_dir(base).arg("-c").arg(format!(
+        "find {rel} -type f | sort | xargs tar -c -z -f '{}'",
+        dest.display()
+    )));
+}
+
+/// Extracts a reply tarball into `dest` with GNU tar.
+pub fn unpack(tarball: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    run(Command::new("tar")
+        .current_dir(dest)
+        .args(["-x", "--no-same-owner", "-z", "-f"])
+        .arg(tarball));
+}
+
+/// The OP-TEE header algorithm a TA is expected to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algo {
+    Pss,
+    Pkcs1v15,
+}
+
+impl Algo {
+    pub fn field(self) -> &'static str {
+        match self {
+            Algo::Pss => "TEE_ALG_RSASSA_PKCS1_PSS_MGF1_SHA256",
+            Algo::Pkcs1v15 => "TEE_ALG_RSASSA_PKCS1_V1_5_SHA256",
+        }
+    }
+    fn id(self) -> u32 {
+        match self {
+            Algo::Pss => 0x7041_4930,
+            Algo::Pkcs1v15 => 0x7000_4830,
+        }
+    }
+}
+
+/// The 16 bytes Python's `uuid.UUID(text).bytes` gives: what OP-TEE's
+/// signing scripts (and upstream digsigserver) write.
+pub fn python_uuid_bytes(text: &str) -> Vec<u8> {
+    let hex = run(Command::new("python3")
+        .arg("-c")
+        .arg("import sys, uuid; print(uuid.UUID(sys.argv[1]).bytes.hex())")
+        .arg(text));
+    let hex = String::from_utf8(hex).unwrap();
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex.trim()[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().unwrap())
+}
+
+/// Checks a signed TA against what it must hold, with independent tools:
+/// the layout field by field, the digest recomputed by `openssl dgst` over
+/// header ‖ uuid ‖ version ‖ image, and the signature checked by `openssl
+/// pkeyutl -verify` against the public key. Returns the signature.
+pub fn verify_ta(
+    ta: &[u8],
+    image: &[u8],
+    uuid_text: &str,
+    version: u32,
+    key: &RsaKey,
+    algo: Algo,
+    scratch: &Path,
+) -> Vec<u8> {
+    let sig_len = key.bits / 8;
+    assert_eq!(
+        ta.len(),
+        20 + 32 + sig_len + 16 + 4 + image.len(),
+        "TA length"
+    );
+    let header = &ta[..20];
+    assert_eq!(le32(&header[0..4]), 0x4f54_5348, "magic");
+    assert_eq!(le32(&header[4..8]), 1, "img_type (bootstrap TA)");
+    assert_eq!(le32(&header[8..12]) as usize, image.len(), "img_size");
+    assert_eq!(le32(&header[12..16]), algo.id(), "algo");
+    assert_eq!(
+        u16::from_le_bytes([header[16], header[17]]),
+        32,
+        "hash_size"
+    );
+    assert_eq!(
+        u16::from_le_bytes([header[18], header[19]]) as usize,
+        sig_len,
+        "sig_size"
+    );
+    let digest = &ta[20..52];
+    let sig = &ta[52..52 + sig_len];
+    let rest = &ta[52 + sig_len..];
+    assert_eq!(&rest[..16], &python_uuid_bytes(uuid_text)[..], "uuid");
+    assert_eq!(le32(&rest[16..20]), version, "ta_version");
+    assert!(&rest[20..] == image, "image bytes");
+
+    std::fs::create_dir_all(scratch).unwrap();
+    let signed_part = scratch.join("signed-part");
+    std::fs::write(&signed_part, [&ta[..20], &rest[..20], image].concat()).unwrap();
+    let recomputed = run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary"])
+        .arg(&signed_part));
+    assert_eq!(
+        &recomputed[..],
+        digest,
+        "digest over header‖uuid‖version‖image"
+    );
+
+    let digest_file = scratch.join("digest");
+    let sig_file = scratch.join("sig");
+    std::fs::write(&digest_file, digest).unwrap();
+    std::fs::write(&sig_file, sig).unwrap();
+    let mut verify = Command::new("openssl");
+    verify
+        .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+        .arg(&key.public_pem)
+        .arg("-in")
+        .arg(&digest_file)
+        .arg("-sigfile")
+        .arg(&sig_file)
+        .args(["-pkeyopt", "digest:sha256"]);
+    if algo == Algo::Pss {
+        verify.args([
+            "-pkeyopt",
+            "rsa_padding_mode:pss",
+            "-pkeyopt",
+            "rsa_pss_saltlen:32",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+        ]);
+    }
+    let out = run(&mut verify);
+    assert!(
+        String::from_utf8_lossy(&out).contains("Signature Verified Successfully"),
+        "openssl pkeyutl -verify: {}",
+        String::from_utf8_lossy(&out)
+    );
+    sig.to_vec()
+}
+
+/// `openssl pkeyutl -sign -pkeyopt digest:sha256` over a TA's digest: the
+/// reference PKCS#1 v1.5 signature (deterministic, so ours must equal it).
+pub fn openssl_pkcs1_signature(ta: &[u8], key: &RsaKey, scratch: &Path) -> Vec<u8> {
+    let digest_file = scratch.join("digest-for-sign");
+    std::fs::write(&digest_file, &ta[20..52]).unwrap();
+    run(Command::new("openssl")
+        .args(["pkeyutl", "-sign", "-inkey"])
+        .arg(&key.private_pem)
+        .arg("-in")
+        .arg(&digest_file)
+        .args(["-pkeyopt", "digest:sha256"]))
+}
