@@ -165,6 +165,7 @@ mod tests {
         );
         let all_routed = config(&[
             ("DIGSIGSERVER_KMOD_URL", "http://svc-kmod:8080"),
+            ("DIGSIGSERVER_OPTEE_URL", "http://svc-optee:8080"),
             ("DIGSIGSERVER_UPDATE_URL", "http://svc-update:8080"),
         ])
         .unwrap();

@@ -76,7 +76,7 @@ impl Domain {
     /// may still lack some of upstream's endpoints (see [`Domain::paths`]);
     /// those answer 501.
     pub fn is_built(self) -> bool {
-        matches!(self, Domain::Kmod | Domain::Update)
+        matches!(self, Domain::Kmod | Domain::Optee | Domain::Update)
     }
 }
 

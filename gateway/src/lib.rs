@@ -28,6 +28,7 @@ use poem::{Endpoint, Route};
 use poem_openapi::OpenApiService;
 use servicekit::{HealthApi, Readiness};
 use svc_kmod::KmodApi;
+use svc_optee::OpteeApi;
 use svc_update::UpdateApi;
 
 pub use config::{GatewayConfig, Placement};
@@ -103,6 +104,18 @@ pub fn app(
             )
         },
     );
+    let optee = Mount::new(
+        Domain::Optee,
+        upstream(Domain::Optee),
+        timeout(Domain::Optee),
+        || {
+            OpteeApi::new(
+                keys(),
+                config.service.workdir_base.clone(),
+                config.service.archive_limits,
+            )
+        },
+    );
     let update = Mount::new(
         Domain::Update,
         upstream(Domain::Update),
@@ -115,14 +128,14 @@ pub fn app(
             .extend(svc_update::required_tools(&config.mender));
     }
 
-    type Apis = (Mount<KmodApi>, Mount<UpdateApi>, HealthApi);
+    type Apis = (Mount<KmodApi>, Mount<OpteeApi>, Mount<UpdateApi>, HealthApi);
     let served: Vec<String> = <Apis as poem_openapi::OpenApi>::meta()
         .into_iter()
         .flat_map(|api| api.paths)
         .map(|path| path.path)
         .collect();
     let api = OpenApiService::new(
-        (kmod, update, HealthApi::new(readiness)),
+        (kmod, optee, update, HealthApi::new(readiness)),
         "digsig",
         env!("CARGO_PKG_VERSION"),
     )

@@ -40,6 +40,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let demo = if args.demo {
         let keys = DemoKeyStore::create()?;
         svc_kmod::demo::add_demo_keys(&keys)?;
+        svc_optee::demo::add_demo_keys(&keys)?;
         svc_update::demo::add_demo_keys(&keys)?;
         eprintln!(
             "\n  DEMO MODE: signing with THROWAWAY keys for machine/distro 'demo' in {}\n  \

@@ -11,7 +11,12 @@ use harness::*;
 use kmod_common::*;
 
 /// Every signing endpoint this build serves.
-const BUILT_ENDPOINTS: [&str; 3] = ["/sign/modules", "/sign/swupdate", "/sign/mender"];
+const BUILT_ENDPOINTS: [&str; 4] = [
+    "/sign/modules",
+    "/sign/optee",
+    "/sign/swupdate",
+    "/sign/mender",
+];
 
 fn gateway(tmp: &std::path::Path) -> TestGateway {
     let root = tmp.join("keys");
@@ -106,6 +111,34 @@ fn the_document_is_valid_openapi_3_and_describes_every_built_endpoint() {
     assert_eq!(
         form["properties"]["artifact-uri"]["type"], "string",
         "{form}"
+    );
+
+    // The OP-TEE form: upstream's two required fields, and the optional
+    // algorithm by OP-TEE's names, PSS by default.
+    let form =
+        &paths["/sign/optee"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
+    assert_eq!(
+        form["required"],
+        serde_json::json!(["machine", "artifact"]),
+        "{form}"
+    );
+    let algo = &form["properties"]["algo"];
+    assert_eq!(
+        algo["default"], "TEE_ALG_RSASSA_PKCS1_PSS_MGF1_SHA256",
+        "{algo}"
+    );
+    let reference = algo["$ref"].as_str().or(algo["allOf"][0]["$ref"].as_str());
+    let algo = match reference {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => algo,
+    };
+    assert_eq!(
+        algo["enum"],
+        serde_json::json!([
+            "TEE_ALG_RSASSA_PKCS1_PSS_MGF1_SHA256",
+            "TEE_ALG_RSASSA_PKCS1_V1_5_SHA256"
+        ]),
+        "{algo}"
     );
 }
 

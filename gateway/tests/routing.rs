@@ -6,6 +6,8 @@
 mod harness;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
+#[path = "../../svc-optee/tests/common/mod.rs"]
+mod optee_common;
 
 use std::time::{Duration, Instant};
 
@@ -249,11 +251,7 @@ fn domains_this_build_lacks_answer_501_saying_so() {
     let tmp = tempfile::tempdir().unwrap();
     let (uri, _) = keystore(tmp.path(), "m", "501");
     let gw = TestGateway::embedded(&uri);
-    for (domain, path) in [
-        (Domain::Tegra, "/sign/tegra"),
-        (Domain::Imx, "/sign/imx"),
-        (Domain::Optee, "/sign/optee"),
-    ] {
+    for (domain, path) in [(Domain::Tegra, "/sign/tegra"), (Domain::Imx, "/sign/imx")] {
         let reply = curl_post(&format!("{}{path}", gw.url), &["machine=m"], tmp.path());
         assert_eq!(reply.status, 501, "{path}: {}", reply.text());
         assert!(
@@ -326,6 +324,16 @@ fn the_binary_with_demo_keys_signs_for_machine_demo() {
         &["machine=demo", "artifact=@modules-in.tar.gz"],
         &client,
     );
+    std::fs::create_dir_all(client.join("ta")).unwrap();
+    std::fs::write(client.join(format!("ta/{TA_UUID}.stripped.elf")), b"ta").unwrap();
+    run(std::process::Command::new("tar")
+        .current_dir(&client)
+        .args(["-czf", "ta-in.tar.gz", "ta"]));
+    let ta_reply = curl_post(
+        &format!("{url}/sign/optee"),
+        &["machine=demo", "artifact=@ta-in.tar.gz"],
+        &client,
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -338,6 +346,16 @@ fn the_binary_with_demo_keys_signs_for_machine_demo() {
         modinfo(&signed, "signer").contains("THROWAWAY"),
         "{}",
         modinfo(&signed, "signer")
+    );
+    assert_eq!(ta_reply.status, 200, "{}", ta_reply.text());
+    std::fs::write(client.join("ta-out.tar.gz"), &ta_reply.body).unwrap();
+    let listing = run(std::process::Command::new("tar")
+        .args(["-tzf", "ta-out.tar.gz"])
+        .current_dir(&client));
+    assert!(
+        String::from_utf8_lossy(&listing).contains(&format!("./ta/{TA_UUID}.ta")),
+        "{}",
+        String::from_utf8_lossy(&listing)
     );
     let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap();
     assert!(
@@ -506,5 +524,73 @@ fn mender_artifacts_are_signed_in_place_in_both_modes() {
             ],
         );
         assert_eq!(status, 403, "{mode}: {}", String::from_utf8_lossy(&body));
+    }
+}
+
+const TA_UUID: &str = "8aaaf200-2450-11e4-abe2-0002a5d5c51b";
+
+#[test]
+fn optee_tas_are_signed_in_both_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("keys");
+    let key = optee_common::make_rsa_key(&tmp.path().join("keysrc"), 3072);
+    optee_common::install_key(&root, "qemu-optee", &key.private_pem);
+    let uri = format!("file://{}", root.display());
+    let service_uri = uri.clone();
+    let service = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
+        let store = keystore::KeyStore::open(&service_uri).await.unwrap();
+        let mut config = servicekit::ServiceConfig::from_lookup(|_| None).unwrap();
+        config.workdir_base = std::env::temp_dir();
+        svc_optee::run(listener, store, config, shutdown).await
+    });
+    let embedded = TestGateway::embedded(&uri);
+    let service_url = reqwest::Url::parse(&service.url).unwrap();
+    let routed = TestGateway::start(None, move |c| c.route(Domain::Optee, service_url));
+
+    let build = tmp.path().join("build");
+    let image = optee_common::filler(300_000, 9);
+    std::fs::create_dir_all(build.join("ta/out")).unwrap();
+    std::fs::write(build.join(format!("ta/out/{TA_UUID}.stripped.elf")), &image).unwrap();
+    std::fs::write(build.join(format!("ta/out/{TA_UUID}.ta-version")), "0x2\n").unwrap();
+    optee_common::pack(&build, "ta", &build.join("tasign-in.tar.gz"));
+    for (mode, gw) in [("embedded", &embedded), ("routed", &routed)] {
+        run(std::process::Command::new("curl")
+            .current_dir(&build)
+            .args(["--silent", "--show-error", "--fail", "-X", "POST"])
+            .args([
+                "-F",
+                "machine=qemu-optee",
+                "-F",
+                "artifact=@tasign-in.tar.gz",
+            ])
+            .args(["--output", "tasign-out.tar.gz"])
+            .arg(format!("{}/sign/optee", gw.url)));
+        let out = tmp.path().join(format!("out-{mode}"));
+        optee_common::unpack(&build.join("tasign-out.tar.gz"), &out);
+        let ta = std::fs::read(out.join(format!("ta/out/{TA_UUID}.ta"))).unwrap();
+        optee_common::verify_ta(
+            &ta,
+            &image,
+            TA_UUID,
+            2,
+            &key,
+            optee_common::Algo::Pss,
+            &tmp.path().join(format!("scratch-{mode}")),
+        );
+        // A bad name is refused the same way in both modes.
+        std::fs::write(build.join("ta/out/hello.stripped.elf"), b"x").unwrap();
+        optee_common::pack(&build, "ta", &build.join("bad.tar.gz"));
+        std::fs::remove_file(build.join("ta/out/hello.stripped.elf")).unwrap();
+        let reply = curl_post(
+            &format!("{}/sign/optee", gw.url),
+            &["machine=qemu-optee", "artifact=@bad.tar.gz"],
+            &build,
+        );
+        assert_eq!(reply.status, 422, "{mode}: {}", reply.text());
+        assert!(
+            reply.text().contains("./ta/out/hello.stripped.elf"),
+            "{mode}: {}",
+            reply.text()
+        );
     }
 }
