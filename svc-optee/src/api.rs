@@ -52,7 +52,7 @@ pub enum SignOpteeResponse {
 #[derive(Tags)]
 enum ApiTags {
     /// OP-TEE trusted application signing.
-    #[oai(rename = "OP-TEE")]
+    #[oai(rename = "trusted applications")]
     Optee,
 }
 

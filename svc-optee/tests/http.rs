@@ -187,7 +187,8 @@ fn post_tree(s: &Setup, name: &str, make: impl FnOnce(&Path)) -> Reply {
 #[test]
 fn bad_trees_are_refused_with_422_naming_the_file() {
     let s = setup(2048);
-    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>, &str)> = vec![
+    type MakeTree = Box<dyn FnOnce(&Path)>;
+    let cases: Vec<(&str, MakeTree, &str)> = vec![
         (
             "bad-uuid",
             Box::new(|ta: &Path| {
