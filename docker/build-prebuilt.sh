@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docker/bootstrap-base.sh
-cargo build --release --locked -p gateway -p svc-kmod -p svc-update
+cargo build --release --locked -p gateway -p svc-kmod -p svc-optee -p svc-update
 mkdir -p docker/prebuilt
-cp target/release/digsigserver target/release/svc-kmod target/release/svc-update docker/prebuilt/
+cp target/release/digsigserver target/release/svc-kmod target/release/svc-optee target/release/svc-update docker/prebuilt/
 strip docker/prebuilt/*   # the base image has no binutils; strip here
 export DIGSIG_BUILDER_IMAGE=debian:bookworm-slim DIGSIG_PREBUILT=docker/prebuilt
 docker/compose build

@@ -6,8 +6,8 @@
 # cleanly and recover, then tears everything down. Prints a PASS/FAIL line per
 # check and a closing "N passed, M failed".
 # Usage: docker/e2e.sh      (as root or a docker user; needs curl, cc, tar,
-#                            openssl, modinfo, the kernel's sign-file and
-#                            mender-artifact)
+#                            openssl, modinfo, the kernel's sign-file,
+#                            mender-artifact and od)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +56,11 @@ mdr=$work/keys/e2e/mender
 mkdir -p "$mdr"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$mdr/private.key" 2>/dev/null
 openssl pkey -in "$mdr/private.key" -pubout -out "$work/mender-public.key"
+otk=$work/keys/e2e/opteesign
+mkdir -p "$otk"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$otk/optee-signing-key.pem" 2>/dev/null
+openssl pkey -in "$otk/optee-signing-key.pem" -pubout -out "$work/optee-public.pem"
+cp "$otk/optee-signing-key.pem" "$work/optee-private.pem"
 if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$work/keys"; chmod -R go-rwx "$work/keys"; else chmod -R a+rX "$work/keys"; fi
 export DIGSIG_KEYS_DIR=$work/keys
 # Mender artifacts are signed where they are: a directory mounted at the same
@@ -76,10 +81,17 @@ cp "$mod" "$work/reference.ko"
 "$SIGN_FILE" sha512 "$keys/kernel-signkey.priv" "$keys/kernel-signkey.x509" "$work/reference.ko"
 tar -C "$pkgd" -c -z -f "$work/modules-in.tar.gz" lib/modules
 
+# A TA tree as an OP-TEE build leaves it, packed as upstream's docs' client does.
+ta_uuid=8aaaf200-2450-11e4-abe2-0002a5d5c51b
+mkdir -p "$work/optee/ta/hello/out"
+head -c 200000 /dev/urandom > "$work/optee/ta/hello/out/$ta_uuid.stripped.elf"
+printf '0x10\n' > "$work/optee/ta/hello/out/$ta_uuid.ta-version"
+( cd "$work/optee" && find ta -type f | sort | xargs tar -c -z -f ../tasign-in.tar.gz )
+
 echo "== starting the stack"
 docker/compose up -d >/dev/null 2>"$work/up.log" || { cat "$work/up.log"; echo "FAIL  compose up"; failed=$((failed + 1)); exit 1; }
 wait_ready() { for _ in $(seq 1 120); do curl -sf "$GW/ready" >/dev/null && return 0; sleep 0.5; done; curl -s "$GW/ready"; return 1; }
-check "gateway ready on :$DIGSIG_PORT with svc-kmod and svc-update routed" wait_ready
+check "gateway ready on :$DIGSIG_PORT with svc-kmod, svc-optee and svc-update routed" wait_ready
 
 sign_modules() { # the kernel-module-signing.bbclass calls, then the checks
   local out=$work/out-$1; rm -rf "$out"; mkdir -p "$out"
@@ -116,18 +128,45 @@ sign_mender() { # mendersign.bbclass's call for a server on the build host, chec
 }
 check "sign a Mender artifact in place through the gateway (mender-artifact validate; /etc/passwd refused 403)" sign_mender
 
+sign_optee() { # upstream's documented OP-TEE client call; the TA checked with openssl
+  local algo=$1 out=$work/ta-$1
+  rm -rf "$out"; mkdir -p "$out"
+  ( cd "$work" && curl --silent --show-error --fail -X POST -F "machine=e2e" -F "algo=$algo" \
+      -F "artifact=@tasign-in.tar.gz" --output "tasign-out-$algo.tar.gz" "$GW/sign/optee" ) || return 1
+  tar -C "$out" -x -f "$work/tasign-out-$algo.tar.gz" || return 1
+  local ta=$out/ta/hello/out/$ta_uuid.ta img=$work/optee/ta/hello/out/$ta_uuid.stripped.elf
+  [ ! -e "$out/ta/hello/out/$ta_uuid.stripped.elf" ] || { echo "image not replaced"; return 1; }
+  head -c 20 "$ta" > "$out/hdr"; tail -c +21 "$ta" | head -c 32 > "$out/digest"
+  tail -c +53 "$ta" | head -c 256 > "$out/sig"; tail -c +309 "$ta" > "$out/rest"
+  # magic, bootstrap TA, image size, hash 32, sig 256 (algo checked by the verify below)
+  [ "$(od -An -tx4 -N12 "$out/hdr" | tr -s ' ')" = " 4f545348 00000001 $(printf %08x 200000)" ] || { od -An -tx4 "$out/hdr"; return 1; }
+  cmp <(tail -c +21 "$out/rest") "$img" || { echo "image bytes differ"; return 1; }
+  [ "$(head -c 16 "$out/rest" | od -An -tx1 | tr -d ' \n')" = "${ta_uuid//-/}" ] || { echo "uuid bytes differ"; return 1; }
+  [ "$(tail -c +17 "$out/rest" | head -c 4 | od -An -tu4 | tr -d ' ')" = 16 ] || { echo "version is not 0x10"; return 1; }
+  cmp <(cat "$out/hdr" <(head -c 20 "$out/rest") "$img" | openssl dgst -sha256 -binary) "$out/digest" || { echo "digest differs"; return 1; }
+  if [ "$algo" = TEE_ALG_RSASSA_PKCS1_PSS_MGF1_SHA256 ]; then
+    openssl pkeyutl -verify -pubin -inkey "$work/optee-public.pem" -in "$out/digest" -sigfile "$out/sig" \
+      -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32 -pkeyopt rsa_mgf1_md:sha256
+  else
+    cmp "$out/sig" <(openssl pkeyutl -sign -inkey "$work/optee-private.pem" -in "$out/digest" -pkeyopt digest:sha256) \
+      || { echo "differs from openssl pkeyutl -sign"; return 1; }
+  fi
+}
+check "sign OP-TEE TAs through the gateway, PSS (digest by openssl dgst; openssl pkeyutl -verify)" sign_optee TEE_ALG_RSASSA_PKCS1_PSS_MGF1_SHA256
+check "sign OP-TEE TAs through the gateway, PKCS#1 v1.5 (byte-identical to openssl pkeyutl -sign)" sign_optee TEE_ALG_RSASSA_PKCS1_V1_5_SHA256
+
 openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
 check "OpenAPI document and Swagger UI served" openapi_lists_modules
 not_published() {
   local s bindings
-  for s in svc-kmod svc-update; do
+  for s in svc-kmod svc-optee svc-update; do
     bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$(docker/compose ps -q $s)")
     echo "$s port bindings: $bindings"; [ "$bindings" = "{}" ] || [ "$bindings" = "null" ] || return 1
   done
 }
 check "the services are not published on the host" not_published
 non_root() {
-  for s in gateway svc-kmod svc-update; do
+  for s in gateway svc-kmod svc-optee svc-update; do
     [ "$(docker inspect -f '{{.Config.User}}' "$(docker/compose ps -q $s)")" = digsig ] || { echo "$s runs as root"; return 1; }
   done
 }
@@ -141,7 +180,7 @@ healthy() { # the first check runs a few seconds after start
   done
   echo "$1 is $state"; return 1
 }
-check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-update"
+check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-optee && healthy svc-update"
 
 echo "== stopping svc-kmod"
 docker/compose stop svc-kmod >/dev/null 2>&1
@@ -158,7 +197,7 @@ ready_names_kmod() { local b; b=$(curl -s -w ' %{http_code}' "$GW/ready"); echo 
 check "/ready is 503 naming service kmod" ready_names_kmod
 others_still_answer() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/health")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/optee")" = 501 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/imx")" = 501 ]
 }
 check "the gateway and its other domains keep answering (health 200; unbuilt endpoints 501)" others_still_answer
 check "update packages keep being signed while svc-kmod is down" sign_swupdate
