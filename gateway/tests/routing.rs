@@ -554,17 +554,7 @@ fn optee_tas_are_signed_in_both_modes() {
     std::fs::write(build.join(format!("ta/out/{TA_UUID}.ta-version")), "0x2\n").unwrap();
     optee_common::pack(&build, "ta", &build.join("tasign-in.tar.gz"));
     for (mode, gw) in [("embedded", &embedded), ("routed", &routed)] {
-        run(std::process::Command::new("curl")
-            .current_dir(&build)
-            .args(["--silent", "--show-error", "--fail", "-X", "POST"])
-            .args([
-                "-F",
-                "machine=qemu-optee",
-                "-F",
-                "artifact=@tasign-in.tar.gz",
-            ])
-            .args(["--output", "tasign-out.tar.gz"])
-            .arg(format!("{}/sign/optee", gw.url)));
+        optee_common::post_like_the_client(&gw.url, "qemu-optee", &build);
         let out = tmp.path().join(format!("out-{mode}"));
         optee_common::unpack(&build.join("tasign-out.tar.gz"), &out);
         let ta = std::fs::read(out.join(format!("ta/out/{TA_UUID}.ta"))).unwrap();

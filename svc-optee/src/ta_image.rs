@@ -249,21 +249,4 @@ mod tests {
         assert_eq!(&h[16..18], &[32, 0]);
         assert_eq!(&h[18..20], &384u16.to_le_bytes());
     }
-
-    #[test]
-    fn non_rsa_key_is_named() {
-        let ec = openssl::ec::EcKey::generate(
-            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
-        )
-        .unwrap();
-        let pem = PKey::from_ec_key(ec)
-            .unwrap()
-            .private_key_to_pem_pkcs8()
-            .unwrap();
-        let err = TaSigner::new(&pem, TaAlgorithm::Pss).err().unwrap();
-        assert_eq!(
-            err.to_string(),
-            "is a key of type EC; OP-TEE verifies TA signatures with RSA keys only"
-        );
-    }
 }

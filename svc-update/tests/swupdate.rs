@@ -4,17 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use servicekit::testing::TestServer;
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use servicekit::testing::{run, TestServer};
 
 fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     run(Command::new("openssl").current_dir(dir).args(args))

@@ -1,25 +1,14 @@
 //! Helpers shared by svc-kmod's tests: real keys from the `openssl` CLI, real
 //! ELF modules from `cc`, and the kernel's own `sign-file`.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use servicekit::testing::{curl_post, run, Reply};
+
 /// Debian's `linux-kbuild-6.1` ships the kernel's signing tool here.
 pub const SIGN_FILE: &str = "/usr/lib/linux-kbuild-6.1/scripts/sign-file";
-
-/// Runs a command, panicking with its stderr if it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// A signing key kind the kernel supports.
 #[derive(Debug, Clone, Copy)]
@@ -168,19 +157,7 @@ impl TestServer {
 
     /// Leftovers in the work dir base (should be none once a reply is read).
     pub fn leftovers(&self) -> Vec<PathBuf> {
-        // The reply's work dir is released when the body is dropped, a moment
-        // after the client has read it all.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let left: Vec<PathBuf> = std::fs::read_dir(self.workdir_base.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            if left.is_empty() || std::time::Instant::now() > deadline {
-                return left;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        servicekit::testing::leftovers(self.workdir_base.path())
     }
 }
 
@@ -192,40 +169,4 @@ pub fn kmod_keystore(root: &Path, machine: &str, kind: KeyKind, cn: &str) -> Key
     std::fs::copy(&keys.key_pem, dir.join("kernel-signkey.priv")).unwrap();
     std::fs::copy(&keys.cert_pem, dir.join("kernel-signkey.x509")).unwrap();
     keys
-}
-
-/// The result of a curl call: HTTP status and body.
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// `curl -X POST <form fields> url`, as the Yocto classes call it, returning
-/// the status and body (not failing on 4xx/5xx so tests can read messages).
-pub fn curl_post(url: &str, fields: &[&str], cwd: &Path) -> Reply {
-    let out_file = cwd.join(".curl-reply");
-    let mut cmd = Command::new("curl");
-    cmd.current_dir(cwd)
-        .args(["--silent", "--show-error", "--max-time", "60", "-X", "POST"]);
-    for f in fields {
-        cmd.arg("-F").arg(f);
-    }
-    cmd.arg("--output")
-        .arg(&out_file)
-        .args(["--write-out", "%{http_code}"])
-        .arg(url);
-    let status: u16 = String::from_utf8(run(&mut cmd))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let body = std::fs::read(&out_file).unwrap_or_default();
-    let _ = std::fs::remove_file(out_file);
-    Reply { status, body }
 }

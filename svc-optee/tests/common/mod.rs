@@ -2,23 +2,12 @@
 //! packed with `tar`, requests made with `curl` as a build would make them,
 //! and a checker that verifies a signed TA with `openssl` and Python's
 //! `uuid`, not with any of the service's own code.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs a command, panicking with its stderr if it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+pub use servicekit::testing::{curl_post, run, Reply};
 
 /// An RSA key of `bits` made by `openssl genpkey` (PKCS#8 PEM) and its
 /// public half, in `dir`.
@@ -102,62 +91,8 @@ impl TestServer {
 
     /// Leftovers in the work dir base (should be none once a reply is read).
     pub fn leftovers(&self) -> Vec<PathBuf> {
-        // The reply's work dir is released when the body is dropped, a moment
-        // after the client has read it all.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let left: Vec<PathBuf> = std::fs::read_dir(self.workdir_base.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            if left.is_empty() || std::time::Instant::now() > deadline {
-                return left;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        servicekit::testing::leftovers(self.workdir_base.path())
     }
-}
-
-/// The result of a curl call: HTTP status and body.
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// `curl -X POST <form fields> url`, returning the status and body (not
-/// failing on 4xx/5xx so tests can read messages).
-pub fn curl_post(url: &str, fields: &[&str], cwd: &Path) -> Reply {
-    let out_file = cwd.join(".curl-reply");
-    let mut cmd = Command::new("curl");
-    cmd.current_dir(cwd).args([
-        "--silent",
-        "--show-error",
-        "--max-time",
-        "120",
-        "-X",
-        "POST",
-    ]);
-    for f in fields {
-        cmd.arg("-F").arg(f);
-    }
-    cmd.arg("--output")
-        .arg(&out_file)
-        .args(["--write-out", "%{http_code}"])
-        .arg(url);
-    let status: u16 = String::from_utf8(run(&mut cmd))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let body = std::fs::read(&out_file).unwrap_or_default();
-    let _ = std::fs::remove_file(out_file);
-    Reply { status, body }
 }
 
 /// Packs `rel` (a directory under `base`) as the upstream docs' client does:
@@ -167,6 +102,19 @@ pub fn pack(base: &Path, rel: &str, dest: &Path) {
         "find {rel} -type f | sort | xargs tar -c -z -f '{}'",
         dest.display()
     )));
+}
+
+/// The documented client's call, run in `build` (which holds
+/// `tasign-in.tar.gz`): `curl --fail ... --output tasign-out.tar.gz`.
+pub fn post_like_the_client(base_url: &str, machine: &str, build: &Path) {
+    run(Command::new("curl")
+        .current_dir(build)
+        .args(["--silent", "--show-error", "--fail", "-X", "POST"])
+        .arg("-F")
+        .arg(format!("machine={machine}"))
+        .args(["-F", "artifact=@tasign-in.tar.gz"])
+        .args(["--output", "tasign-out.tar.gz"])
+        .arg(format!("{base_url}/sign/optee")));
 }
 
 /// Extracts a reply tarball into `dest` with GNU tar.
