@@ -40,7 +40,7 @@ fn embedded_mode_signs_modules_the_bbclass_way() {
 fn routed_mode_signs_modules_the_bbclass_way_and_passes_replies_through_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let (uri, keys) = keystore(tmp.path(), "jetson-orin", "gateway routed");
-    let service = TestServer::start(&uri, None);
+    let service = start_svc_kmod(&uri, None);
     let gw = TestGateway::routed(&service.url);
     let client = client_tree(tmp.path());
     sign_like_the_bbclass(&gw.url, tmp.path(), "jetson-orin", &keys, "gateway routed");
@@ -108,7 +108,7 @@ fn routed_mode_signs_modules_the_bbclass_way_and_passes_replies_through_unchange
 fn openapi_document_is_the_same_in_both_modes() {
     let tmp = tempfile::tempdir().unwrap();
     let (uri, _) = keystore(tmp.path(), "m", "spec");
-    let service = TestServer::start(&uri, None);
+    let service = start_svc_kmod(&uri, None);
     let embedded = TestGateway::embedded(&uri);
     let routed = TestGateway::routed(&service.url);
     let (s1, _, a) = curl(&format!("{}/openapi.json", embedded.url), &[]);
@@ -145,7 +145,7 @@ fn a_service_that_is_down_gets_a_fast_503_naming_the_domain() {
 fn ready_reports_a_routed_service_that_is_up() {
     let tmp = tempfile::tempdir().unwrap();
     let (uri, _) = keystore(tmp.path(), "m", "ready");
-    let service = TestServer::start(&uri, None);
+    let service = start_svc_kmod(&uri, None);
     let gw = TestGateway::routed(&service.url);
     let (status, _, body) = curl(&format!("{}/ready", gw.url), &[]);
     let body = String::from_utf8(body).unwrap();
@@ -233,7 +233,7 @@ fn a_client_hanging_up_mid_upload_cancels_the_upstream_request() {
 fn a_client_hanging_up_mid_upload_leaves_nothing_in_the_service() {
     let tmp = tempfile::tempdir().unwrap();
     let (uri, keys) = keystore(tmp.path(), "m", "hang-up");
-    let service = TestServer::start(&uri, None);
+    let service = start_svc_kmod(&uri, None);
     let gw = TestGateway::routed(&service.url);
     abandon_upload(&gw.url);
     assert!(

@@ -136,3 +136,58 @@ pub fn leftovers(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A service serving real HTTP on loopback with its own, fresh work dir base
+/// (so a test can check every request cleaned up after itself); stopped on
+/// drop, before the work dir base goes.
+pub struct ServiceUnderTest {
+    // Held only to stop the server on drop; declared first so it drops first.
+    _server: TestServer,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Base of the per-request work dirs; must be empty between requests.
+    pub workdir_base: tempfile::TempDir,
+}
+
+impl ServiceUnderTest {
+    /// Starts `serve(listener, config, shutdown)`, where `config` is the
+    /// default configuration with the fresh work dir base.
+    pub fn start<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, crate::ServiceConfig, Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let workdir_base = tempfile::tempdir().expect("a temp dir");
+        let mut config = crate::ServiceConfig::from_lookup(|_| None).expect("default config");
+        config.workdir_base = workdir_base.path().to_path_buf();
+        let server = TestServer::start(move |listener, shutdown| serve(listener, config, shutdown));
+        ServiceUnderTest {
+            url: server.url.clone(),
+            _server: server,
+            workdir_base,
+        }
+    }
+
+    /// Leftovers in the work dir base (none once every reply is read).
+    pub fn leftovers(&self) -> Vec<std::path::PathBuf> {
+        leftovers(self.workdir_base.path())
+    }
+}
+
+/// Pseudo-random but compressible bytes, like machine code (deterministic).
+pub fn filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|i| {
+            if i % 4 == 0 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            // A small alphabet keeps it compressible, as code is.
+            [0x48, 0x89, 0x8b, 0x00, 0xe8, 0xc3, 0x0f, 0xff][(x >> ((i % 4) * 8)) as usize & 7]
+        })
+        .collect()
+}

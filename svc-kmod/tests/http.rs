@@ -81,7 +81,7 @@ fn bbclass_sequence_signs_every_module_and_keeps_everything_else() {
         KeyKind::Rsa(2048),
         "digsig http test",
     );
-    let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
+    let server = start_svc_kmod(&format!("file://{}", keyroot.display()), None);
 
     let pkgd = tmp.path().join("pkgd");
     let modules = make_pkgd(&pkgd);
@@ -198,7 +198,7 @@ fn hashalg_defaults_to_sha512_and_sha256_is_honoured() {
     let tmp = tempfile::tempdir().unwrap();
     let keyroot = tmp.path().join("keys");
     kmod_keystore(&keyroot, "m1", KeyKind::Rsa(2048), "hash test");
-    let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
+    let server = start_svc_kmod(&format!("file://{}", keyroot.display()), None);
     let pkgd = tmp.path().join("pkgd");
     make_pkgd(&pkgd);
     pack(&pkgd, &tmp.path().join("in.tar.gz"));
@@ -258,7 +258,7 @@ fn keys_from_s3_sign_the_same_as_keys_from_files() {
                 .unwrap();
         }
     });
-    let server = TestServer::start("s3://kmod-keys/prod", Some(moto.options()));
+    let server = start_svc_kmod("s3://kmod-keys/prod", Some(moto.options()));
     let module = make_module(tmp.path(), "s3mod", &filler(40_000, 9));
     let tree = tmp.path().join("tree/lib/modules/x");
     std::fs::create_dir_all(&tree).unwrap();
@@ -313,7 +313,7 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
     .unwrap();
     // A machine directory without kmodsign keys.
     std::fs::create_dir_all(keyroot.join("nokmod/mender")).unwrap();
-    let server = TestServer::start(&format!("file://{}", keyroot.display()), None);
+    let server = start_svc_kmod(&format!("file://{}", keyroot.display()), None);
     let url = format!("{}/sign/modules", server.url);
 
     let d = tmp.path();

@@ -59,7 +59,7 @@ struct Setup {
     _tmp: tempfile::TempDir,
     dir: std::path::PathBuf,
     key: RsaKey,
-    server: TestServer,
+    server: ServiceUnderTest,
 }
 
 fn setup(bits: usize) -> Setup {
@@ -67,7 +67,7 @@ fn setup(bits: usize) -> Setup {
     let dir = tmp.path().to_path_buf();
     let key = make_rsa_key(&dir.join("keysrc"), bits);
     install_key(&dir.join("keys"), "qemu-optee", &key.private_pem);
-    let server = TestServer::start(&format!("file://{}", dir.join("keys").display()));
+    let server = start_svc_optee(&format!("file://{}", dir.join("keys").display()));
     Setup {
         _tmp: tmp,
         dir,
@@ -337,7 +337,7 @@ fn keys_that_cannot_sign_tas_are_a_named_misconfiguration_without_key_material()
         .arg(&enc));
     install_key(&keys, "encrypted-machine", &enc);
 
-    let server = TestServer::start(&format!("file://{}", keys.display()));
+    let server = start_svc_optee(&format!("file://{}", keys.display()));
     let build = tmp.path().join("build");
     std::fs::create_dir_all(build.join("ta")).unwrap();
     std::fs::write(build.join(format!("ta/{UUID_A}.stripped.elf")), b"x").unwrap();

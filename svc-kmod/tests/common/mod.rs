@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use servicekit::testing::{curl_post, run, Reply};
+pub use servicekit::testing::{curl_post, filler, run, Reply, ServiceUnderTest};
 
 /// Debian's `linux-kbuild-6.1` ships the kernel's signing tool here.
 pub const SIGN_FILE: &str = "/usr/lib/linux-kbuild-6.1/scripts/sign-file";
@@ -105,60 +105,17 @@ pub fn modinfo(path: &Path, field: &str) -> String {
     String::from_utf8(out).unwrap().trim().to_string()
 }
 
-/// Pseudo-random but compressible bytes, like machine code (deterministic).
-pub fn filler(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|i| {
-            if i % 4 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-            }
-            // A small alphabet keeps it compressible, as code is.
-            [0x48, 0x89, 0x8b, 0x00, 0xe8, 0xc3, 0x0f, 0xff][(x >> ((i % 4) * 8)) as usize & 7]
-        })
-        .collect()
-}
-
-/// A svc-kmod serving real HTTP on a loopback port, stopped on drop.
-pub struct TestServer {
-    // Stops the server before the work dir base goes.
-    _server: servicekit::testing::TestServer,
-    pub url: String,
-    /// Base of the per-request work dirs; must be empty between requests.
-    pub workdir_base: tempfile::TempDir,
-}
-
-impl TestServer {
-    /// Serves with keys from `keyfile_uri` (opened with `s3` options, if given).
-    pub fn start(keyfile_uri: &str, s3: Option<keystore::S3Options>) -> Self {
-        let workdir_base = tempfile::tempdir().unwrap();
-        let mut config = servicekit::ServiceConfig::from_lookup(|_| None).unwrap();
-        config.workdir_base = workdir_base.path().to_path_buf();
-        config.keyfile_uri = Some(keyfile_uri.to_string());
-        let uri = keyfile_uri.to_string();
-        let server = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
-            let keystore = match s3 {
-                Some(options) => keystore::KeyStore::open_with(&uri, &options).await,
-                None => keystore::KeyStore::open(&uri).await,
-            }
-            .unwrap();
-            svc_kmod::run(listener, keystore, config, shutdown).await
-        });
-        TestServer {
-            url: server.url.clone(),
-            _server: server,
-            workdir_base,
+/// A svc-kmod with keys from `keyfile_uri` (opened with `s3` options, if given).
+pub fn start_svc_kmod(keyfile_uri: &str, s3: Option<keystore::S3Options>) -> ServiceUnderTest {
+    let uri = keyfile_uri.to_string();
+    ServiceUnderTest::start(move |listener, config, shutdown| async move {
+        let keystore = match s3 {
+            Some(options) => keystore::KeyStore::open_with(&uri, &options).await,
+            None => keystore::KeyStore::open(&uri).await,
         }
-    }
-
-    /// Leftovers in the work dir base (should be none once a reply is read).
-    pub fn leftovers(&self) -> Vec<PathBuf> {
-        servicekit::testing::leftovers(self.workdir_base.path())
-    }
+        .unwrap();
+        svc_kmod::run(listener, keystore, config, shutdown).await
+    })
 }
 
 /// A key store root on disk holding `<machine>/kmodsign/kernel-signkey.*`.

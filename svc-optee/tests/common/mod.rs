@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use servicekit::testing::{curl_post, run, Reply};
+pub use servicekit::testing::{curl_post, filler, run, Reply, ServiceUnderTest};
 
 /// An RSA key of `bits` made by `openssl genpkey` (PKCS#8 PEM) and its
 /// public half, in `dir`.
@@ -45,54 +45,13 @@ pub fn install_key(root: &Path, machine: &str, key_pem: &Path) {
     std::fs::copy(key_pem, dir.join("optee-signing-key.pem")).unwrap();
 }
 
-/// Pseudo-random but compressible bytes, like machine code (deterministic).
-pub fn filler(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|i| {
-            if i % 4 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-            }
-            [0x7f, 0x45, 0x4c, 0x46, 0x00, 0xd6, 0x5f, 0x03][(x >> ((i % 4) * 8)) as usize & 7]
-        })
-        .collect()
-}
-
-/// A svc-optee serving real HTTP on a loopback port, stopped on drop.
-pub struct TestServer {
-    // Stops the server before the work dir base goes.
-    _server: servicekit::testing::TestServer,
-    pub url: String,
-    /// Base of the per-request work dirs; must be empty between requests.
-    pub workdir_base: tempfile::TempDir,
-}
-
-impl TestServer {
-    /// Serves with keys from `keyfile_uri`.
-    pub fn start(keyfile_uri: &str) -> Self {
-        let workdir_base = tempfile::tempdir().unwrap();
-        let mut config = servicekit::ServiceConfig::from_lookup(|_| None).unwrap();
-        config.workdir_base = workdir_base.path().to_path_buf();
-        let uri = keyfile_uri.to_string();
-        let server = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
-            let keystore = keystore::KeyStore::open(&uri).await.unwrap();
-            svc_optee::run(listener, keystore, config, shutdown).await
-        });
-        TestServer {
-            url: server.url.clone(),
-            _server: server,
-            workdir_base,
-        }
-    }
-
-    /// Leftovers in the work dir base (should be none once a reply is read).
-    pub fn leftovers(&self) -> Vec<PathBuf> {
-        servicekit::testing::leftovers(self.workdir_base.path())
-    }
+/// A svc-optee with keys from `keyfile_uri`.
+pub fn start_svc_optee(keyfile_uri: &str) -> ServiceUnderTest {
+    let uri = keyfile_uri.to_string();
+    ServiceUnderTest::start(move |listener, config, shutdown| async move {
+        let keystore = keystore::KeyStore::open(&uri).await.unwrap();
+        svc_optee::run(listener, keystore, config, shutdown).await
+    })
 }
 
 /// Packs `rel` (a directory under `base`) as the upstream docs' client does:
