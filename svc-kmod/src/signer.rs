@@ -84,7 +84,7 @@ impl HashAlg {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The private key does not parse.
-    #[error("kernel-signkey.priv is not a PEM or DER private key")]
+    #[error("kernel-signkey.priv is not an unencrypted private key in PEM or DER form")]
     BadPrivateKey,
     /// The certificate does not parse.
     #[error("kernel-signkey.x509 is not a PEM or DER X.509 certificate")]

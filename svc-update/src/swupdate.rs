@@ -19,7 +19,7 @@ use openssl::x509::X509;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Not a private key in PEM or DER.
-    #[error("{file} is not a private key in PEM or DER form")]
+    #[error("{file} is not an unencrypted private key in PEM or DER form")]
     BadPrivateKey {
         /// The key's file name.
         file: &'static str,
