@@ -7,6 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A form field's value: text, or a file's name and contents (`@path`).
+enum FieldValue {
+    Text(String),
+    File { name: String, bytes: Vec<u8> },
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,15 +22,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = args[0].clone();
     let seconds: f64 = args[1].parse()?;
     let concurrency: usize = args[2].parse()?;
-    let mut fields: Vec<(String, Result<String, (String, Vec<u8>)>)> = Vec::new();
+    let mut fields: Vec<(String, FieldValue)> = Vec::new();
     for field in &args[3..] {
         let (name, value) = field.split_once('=').ok_or("fields are name=value")?;
         let value = match value.strip_prefix('@') {
-            Some(path) => Err((
-                path.rsplit('/').next().unwrap().to_string(),
-                std::fs::read(path)?,
-            )),
-            None => Ok(value.to_string()),
+            Some(path) => FieldValue::File {
+                name: path.rsplit('/').next().unwrap().to_string(),
+                bytes: std::fs::read(path)?,
+            },
+            None => FieldValue::Text(value.to_string()),
         };
         fields.push((name.to_string(), value));
     }
@@ -43,8 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut form = reqwest::multipart::Form::new();
                 for (name, value) in fields.iter() {
                     form = match value {
-                        Ok(text) => form.text(name.clone(), text.clone()),
-                        Err((file, bytes)) => form.part(
+                        FieldValue::Text(text) => form.text(name.clone(), text.clone()),
+                        FieldValue::File { name: file, bytes } => form.part(
                             name.clone(),
                             reqwest::multipart::Part::bytes(bytes.clone())
                                 .file_name(file.clone())

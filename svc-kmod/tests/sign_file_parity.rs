@@ -78,7 +78,7 @@ fn cms_shape(dir: &std::path::Path, signed: &[u8]) -> Vec<String> {
                 .unwrap_or(l);
             let depth = l
                 .split_whitespace()
-                .nth(0)
+                .next()
                 .and_then(|f| f.split_once(':'))
                 .map(|(_, d)| d)
                 .unwrap_or("");
