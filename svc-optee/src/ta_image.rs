@@ -13,11 +13,11 @@
 //! image      the stripped ELF, unchanged
 //! ```
 //!
-//! The image is streamed twice from disk (hash, then copy), never held in
-//! memory, so a TA of any size costs the same few hundred KiB.
+//! The image is read once, streamed into place while it is hashed, and never
+//! held in memory, so a TA of any size costs the same few hundred KiB.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use openssl::hash::{Hasher, MessageDigest};
@@ -111,13 +111,12 @@ impl TaSigner {
         Ok(Self { key, algo, sig_len })
     }
 
-    /// The algorithm this signer uses.
-    pub fn algorithm(&self) -> TaAlgorithm {
-        self.algo
-    }
-
     /// Signs the stripped ELF at `image` as TA `uuid` at `version`, writing the
     /// signed TA to `out` (which must not exist: it is created exclusively).
+    ///
+    /// One pass over the image: it is copied into place after the (fixed-size)
+    /// signed header while being hashed, then the header, digest and
+    /// signature are written in front of it.
     pub fn sign_file(
         &self,
         image: &Path,
@@ -129,31 +128,30 @@ impl TaSigner {
         let size = input.metadata()?.len();
         let img_size = u32::try_from(size).map_err(|_| TaSignError::TooLarge(size))?;
         let header = self.header(img_size);
+        let version = version.to_le_bytes();
 
         let mut hasher = Hasher::new(MessageDigest::sha256())?;
         hasher.update(&header)?;
         hasher.update(uuid)?;
-        hasher.update(&version.to_le_bytes())?;
-        let hashed = copy_exact(&mut input, size, |chunk| {
-            hasher.update(chunk).map_err(io::Error::other)
-        })?;
-        let digest = hasher.finish()?;
-        let signature = self.sign_digest(&digest)?;
+        hasher.update(&version)?;
 
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(out)?;
+        let image_at = SHDR_SIZE + DIGEST_LEN + self.sig_len + uuid.len() + version.len();
+        file.seek(SeekFrom::Start(image_at as u64))?;
         let mut w = BufWriter::with_capacity(256 * 1024, file);
-        w.write_all(&header)?;
-        w.write_all(&digest)?;
-        w.write_all(&signature)?;
-        w.write_all(uuid)?;
-        w.write_all(&version.to_le_bytes())?;
-        // The second pass must see exactly the bytes the first one hashed.
-        let mut input = File::open(image)?;
-        copy_exact(&mut input, hashed, |chunk| w.write_all(chunk))?;
-        w.into_inner().map_err(|e| e.into_error())?;
+        copy_exact(&mut input, size, |chunk| {
+            hasher.update(chunk).map_err(io::Error::other)?;
+            w.write_all(chunk)
+        })?;
+        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+
+        let digest = hasher.finish()?;
+        let signature = self.sign_digest(&digest)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&[&header[..], &digest, &signature, uuid, &version].concat())?;
         Ok(())
     }
 
