@@ -68,31 +68,21 @@ def main():
     print(f"upload: {size / 1e9:.2f} GB gzip tarball (200 modules + incompressible blob); "
           f"{os.cpu_count()} cores", flush=True)
 
-    svc_port, gw_port = kmod.free_port(), kmod.free_port()
-    quiet = dict(RUST_LOG="warn")
-    svc = subprocess.Popen([svc_bin, "--address", "127.0.0.1", "--port", str(svc_port)],
-                           env=dict(os.environ, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys",
-                                    DIGSIGSERVER_WORKDIR=work, **quiet))
-    gw = subprocess.Popen([gw_bin, "--address", "127.0.0.1", "--port", str(gw_port)],
-                          env=dict(os.environ, DIGSIGSERVER_KMOD_URL=f"http://127.0.0.1:{svc_port}", **quiet))
-    try:
-        kmod.wait_for(svc_port)
-        kmod.wait_for(gw_port)
+    with kmod.serving(svc_bin, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys",
+                      DIGSIGSERVER_WORKDIR=work) as (svc, svc_url), \
+            kmod.serving(gw_bin, DIGSIGSERVER_KMOD_URL=svc_url,
+                         DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys") as (gw, gw_url):
         direct, routed = [], []
         out = os.path.join(work, "out.tar.gz")
         for r in range(args.rounds):
-            direct.append(post(f"http://127.0.0.1:{svc_port}", tarball, out))
-            routed.append(post(f"http://127.0.0.1:{gw_port}", tarball, out))
+            direct.append(post(svc_url, tarball, out))
+            routed.append(post(gw_url, tarball, out))
             print(f"round {r + 1}: direct {direct[-1]:.2f} s, through gateway {routed[-1]:.2f} s", flush=True)
         # The reply is a real signed tree.
         listing = subprocess.run(["tar", "-tzf", out], check=True, capture_output=True, text=True).stdout
         assert listing.count(".ko\n") == 200, "reply does not hold the 200 modules"
         gw_rss, svc_rss = kmod.peak_rss_kib(gw.pid), kmod.peak_rss_kib(svc.pid)
         gw_cpu = kmod.cpu_seconds(gw.pid)
-    finally:
-        for p in (gw, svc):
-            p.terminate()
-            p.wait()
     best_direct, best_routed = min(direct), min(routed)
     print(f"straight to svc-kmod: best {best_direct:.2f} s ({size / best_direct / 1e6:.0f} MB/s up)")
     print(f"through the gateway:  best {best_routed:.2f} s ({size / best_routed / 1e6:.0f} MB/s up)")

@@ -12,6 +12,7 @@ It checks that both produce the same signed modules, then prints the figures.
 Usage: bench/kmod.py [--modules N] [--key-bits 4096] [--keep DIR]
 """
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -92,6 +93,22 @@ def wait_for(port):
     raise SystemExit(f"nothing listening on {port}")
 
 
+@contextlib.contextmanager
+def serving(binary, **env):
+    """Runs `binary --address 127.0.0.1 --port <free port>` with RUST_LOG=warn
+    and `env` added to this environment; yields (process, base URL) once it
+    listens, and stops it afterwards."""
+    port = free_port()
+    proc = subprocess.Popen([binary, "--address", "127.0.0.1", "--port", str(port)],
+                            env=dict(os.environ, RUST_LOG="warn", **env))
+    try:
+        wait_for(port)
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def peak_rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -136,23 +153,15 @@ def main():
           f"{os.cpu_count()} cores", flush=True)
 
     # --- ours ---
-    port = free_port()
-    env = dict(os.environ, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work,
-               RUST_LOG="warn")
-    server = subprocess.Popen([binary, "--address", "127.0.0.1", "--port", str(port)], env=env)
-    try:
-        wait_for(port)
+    with serving(binary, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work) as (server, url):
         out = os.path.join(work, "modules-out.tar.gz")
         cpu0 = cpu_seconds(server.pid)
         t0 = time.monotonic()
         sh("curl", "--silent", "--fail", "-X", "POST", "-F", "machine=bench", "-F", f"hashalg={args.hash}",
-           "-F", f"artifact=@{tarball}", "--output", out, f"http://127.0.0.1:{port}/sign/modules")
+           "-F", f"artifact=@{tarball}", "--output", out, f"{url}/sign/modules")
         ours = time.monotonic() - t0
         cpu = cpu_seconds(server.pid) - cpu0
         rss = peak_rss_kib(server.pid)
-    finally:
-        server.terminate()
-        server.wait()
 
     # --- reference: extract, sign-file per module, re-tar ---
     ref = os.path.join(work, "ref")

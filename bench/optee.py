@@ -91,8 +91,11 @@ def reference(tarball, key, bits, work, algo):
                          "-pkeyopt", "rsa_mgf1_md:sha256"]
             kmod.sh("openssl", "pkeyutl", "-sign", "-inkey", key, "-in", f"{stem}.dgst", "-out", f"{stem}.sig", *opts)
             with open(stem + ".ta", "wb") as ta:
-                for part in (hdr, open(f"{stem}.dgst", "rb").read(), open(f"{stem}.sig", "rb").read(), tail):
-                    ta.write(part)
+                ta.write(hdr)
+                for part in (f"{stem}.dgst", f"{stem}.sig"):
+                    with open(part, "rb") as f:
+                        ta.write(f.read())
+                ta.write(tail)
                 with open(image, "rb") as f:
                     shutil.copyfileobj(f, ta)
             for ext in (".hdr", ".dgst", ".sig", ".stripped.elf", ".ta-version"):
@@ -100,7 +103,6 @@ def reference(tarball, key, bits, work, algo):
                     os.remove(stem + ext)
     out = os.path.join(work, "ref-out.tar.gz")
     kmod.sh("tar", "-C", tree, "-c", "-z", "-f", out, ".")
-    return tree
 
 
 def tas_in(tarball, dest):
@@ -142,60 +144,52 @@ def main():
     tarball = os.path.join(work, "tasign-in.tar.gz")
     pack(src, tarball)
 
-    port = kmod.free_port()
-    gw = subprocess.Popen([gw_bin, "--address", "127.0.0.1", "--port", str(port)],
-                          env=dict(os.environ, RUST_LOG="warn",
-                                   DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys",
-                                   DIGSIGSERVER_WORKDIR=work))
     try:
-        kmod.wait_for(port)
-        url = f"http://127.0.0.1:{port}"
-        size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs) / 1e6
-        print(f"\n== {args.tas} TAs of ~{args.ta_kb} KB ({size_mb:.1f} MB), RSA-2048, {os.cpu_count()} cores", flush=True)
+        with kmod.serving(gw_bin, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work) as (gw, url):
+            size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs) / 1e6
+            print(f"\n== {args.tas} TAs of ~{args.ta_kb} KB ({size_mb:.1f} MB), RSA-2048, {os.cpu_count()} cores", flush=True)
 
-        # Same work, two ways: PKCS#1 v1.5 outputs must be byte-identical.
-        out = os.path.join(work, "out.tar.gz")
-        post(url, tarball, out, PKCS1)
-        ours = tas_in(out, os.path.join(work, "ours"))
-        reference(tarball, key, BITS, work, PKCS1)
-        theirs = tas_in(os.path.join(work, "ref-out.tar.gz"), os.path.join(work, "theirs"))
-        assert len(ours) == args.tas and ours == theirs, "digsig and the openssl pipeline disagree"
-        print(f"check: {len(ours)} PKCS#1 v1.5 TAs byte-identical to the openssl pipeline's")
+            # Same work, two ways: PKCS#1 v1.5 outputs must be byte-identical.
+            out = os.path.join(work, "out.tar.gz")
+            post(url, tarball, out, PKCS1)
+            ours = tas_in(out, os.path.join(work, "ours"))
+            reference(tarball, key, BITS, work, PKCS1)
+            theirs = tas_in(os.path.join(work, "ref-out.tar.gz"), os.path.join(work, "theirs"))
+            assert len(ours) == args.tas and ours == theirs, "digsig and the openssl pipeline disagree"
+            print(f"check: {len(ours)} PKCS#1 v1.5 TAs byte-identical to the openssl pipeline's")
 
-        times = []
-        for _ in range(args.requests):
-            t0 = time.monotonic()
-            post(url, tarball, out, PSS)
-            times.append(time.monotonic() - t0)
-        ref_times = []
-        for _ in range(3):
-            t0 = time.monotonic()
-            reference(tarball, key, BITS, work, PSS)
-            ref_times.append(time.monotonic() - t0)
-        ours_ms, ref_ms = statistics.median(times) * 1000, statistics.median(ref_times) * 1000
-        print(f"digsig (curl, gateway embedded): {ours_ms:8.1f} ms/request  "
-              f"(median of {args.requests}; min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
-        print(f"openssl pipeline per TA + tar:   {ref_ms:8.1f} ms/tree     (median of 3)")
-        print(f"speed-up:                        {ref_ms / ours_ms:8.1f}x")
-        print(f"digsigserver peak RSS so far:    {kmod.peak_rss_kib(gw.pid) / 1024:8.1f} MiB")
+            times = []
+            for _ in range(args.requests):
+                t0 = time.monotonic()
+                post(url, tarball, out, PSS)
+                times.append(time.monotonic() - t0)
+            ref_times = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                reference(tarball, key, BITS, work, PSS)
+                ref_times.append(time.monotonic() - t0)
+            ours_ms, ref_ms = statistics.median(times) * 1000, statistics.median(ref_times) * 1000
+            print(f"digsig (curl, gateway embedded): {ours_ms:8.1f} ms/request  "
+                  f"(median of {args.requests}; min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
+            print(f"openssl pipeline per TA + tar:   {ref_ms:8.1f} ms/tree     (median of 3)")
+            print(f"speed-up:                        {ref_ms / ours_ms:8.1f}x")
+            print(f"digsigserver peak RSS so far:    {kmod.peak_rss_kib(gw.pid) / 1024:8.1f} MiB")
 
-        if args.big_mb:
-            print(f"\n== one TA of {args.big_mb} MB", flush=True)
-            big = os.path.join(work, "big")
-            os.makedirs(os.path.join(big, "ta"), exist_ok=True)
-            u = "8aaaf200-2450-11e4-abe2-0002a5d5c51b"
-            with open(os.path.join(big, "ta", f"{u}.stripped.elf"), "wb") as f:
-                for _ in range(args.big_mb):
-                    f.write(os.urandom(1_000_000))
-            big_tar = os.path.join(work, "big.tar.gz")
-            kmod.sh("tar", "-C", big, "-c", "-f", big_tar, "-I", "gzip -1", "ta")
-            t0 = time.monotonic()
-            post(url, big_tar, out, PSS)
-            print(f"digsig:                          {time.monotonic() - t0:8.2f} s")
-            print(f"digsigserver peak RSS (whole run): {kmod.peak_rss_kib(gw.pid) / 1024:6.1f} MiB")
+            if args.big_mb:
+                print(f"\n== one TA of {args.big_mb} MB", flush=True)
+                big = os.path.join(work, "big")
+                os.makedirs(os.path.join(big, "ta"), exist_ok=True)
+                u = "8aaaf200-2450-11e4-abe2-0002a5d5c51b"
+                with open(os.path.join(big, "ta", f"{u}.stripped.elf"), "wb") as f:
+                    for _ in range(args.big_mb):
+                        f.write(os.urandom(1_000_000))
+                big_tar = os.path.join(work, "big.tar.gz")
+                kmod.sh("tar", "-C", big, "-c", "-f", big_tar, "-I", "gzip -1", "ta")
+                t0 = time.monotonic()
+                post(url, big_tar, out, PSS)
+                print(f"digsig:                          {time.monotonic() - t0:8.2f} s")
+                print(f"digsigserver peak RSS (whole run): {kmod.peak_rss_kib(gw.pid) / 1024:6.1f} MiB")
     finally:
-        gw.terminate()
-        gw.wait()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -119,65 +119,57 @@ def main():
         f.write('software = { version = "1.0.0"; hardware-compatibility: [ "1.0" ];\n'
                 '  images: ( { filename = "rootfs.ext4.gz"; device = "/dev/mmcblk0p2"; } ); };\n')
 
-    port = kmod.free_port()
-    gw = subprocess.Popen([gw_bin, "--address", "127.0.0.1", "--port", str(port)],
-                          env=dict(os.environ, RUST_LOG="warn",
-                                   DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys",
-                                   DIGSIGSERVER_WORKDIR=work,
-                                   DIGSIGSERVER_MENDER_ALLOWED_URIS=f"file://{deploy}"))
     try:
-        kmod.wait_for(port)
-        url = f"http://127.0.0.1:{port}"
-        print(f"\n== SWUpdate RSA-2048, concurrency {args.concurrency}, {args.seconds:.0f} s each, "
-              f"{os.cpu_count()} cores", flush=True)
-        out = output(load_bin, f"{url}/sign/swupdate", str(args.seconds), str(args.concurrency),
-                      "distro=bench", "method=RSA", f"sw-description=@{doc}")
-        ours = dict(kv.split("=") for kv in out.split())
-        ours_rps = float(ours["rps"])
-        ref_rps = openssl_per_request(key, doc, args.seconds, args.concurrency, work)
-        print(f"digsig (gateway, embedded):     {ours_rps:8.0f} req/s  "
-              f"(p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms)")
-        print(f"openssl dgst per request:       {ref_rps:8.0f} signatures/s")
-        print(f"speed-up:                       {ours_rps / ref_rps:8.1f}x  (target >= 10x)")
+        with kmod.serving(gw_bin, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work,
+                          DIGSIGSERVER_MENDER_ALLOWED_URIS=f"file://{deploy}") as (gw, url):
+            print(f"\n== SWUpdate RSA-2048, concurrency {args.concurrency}, {args.seconds:.0f} s each, "
+                  f"{os.cpu_count()} cores", flush=True)
+            out = output(load_bin, f"{url}/sign/swupdate", str(args.seconds), str(args.concurrency),
+                          "distro=bench", "method=RSA", f"sw-description=@{doc}")
+            ours = dict(kv.split("=") for kv in out.split())
+            ours_rps = float(ours["rps"])
+            ref_rps = openssl_per_request(key, doc, args.seconds, args.concurrency, work)
+            print(f"digsig (gateway, embedded):     {ours_rps:8.0f} req/s  "
+                  f"(p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms)")
+            print(f"openssl dgst per request:       {ref_rps:8.0f} signatures/s")
+            print(f"speed-up:                       {ours_rps / ref_rps:8.1f}x  (target >= 10x)")
 
-        print(f"\n== Mender artifact, {args.mender_mb} MB payload, file://", flush=True)
-        artifact = os.path.join(deploy, "image.mender")
-        make_artifact(artifact, args.mender_mb, work)
-        size = os.path.getsize(artifact)
-        reference_copy = os.path.join(work, "reference.mender")
-        shutil.copyfile(artifact, reference_copy)
-        stop, child_peak = threading.Event(), [0]
-        watcher = threading.Thread(target=watch_child_rss, args=(gw.pid, stop, child_peak))
-        watcher.start()
-        t0 = time.monotonic()
-        reply = output("curl", "--silent", "--fail", "-X", "POST", "-F", "distro=bench",
-                        "-F", f"artifact-uri=file://{artifact}", f"{url}/sign/mender")
-        ours_s = time.monotonic() - t0
-        stop.set()
-        watcher.join()
-        assert reply.strip() == "Signing successful", reply
-        kmod.sh("mender-artifact", "validate", "-k", os.path.join(work, "mender-public.key"), artifact,
-                )
-        # The reference: mender-artifact on the same file, as upstream runs it
-        # after copying the artifact into its work dir.
-        trad = os.path.join(work, "reference.key")
-        kmod.sh("openssl", "rsa", "-traditional", "-in", os.path.join(mender, "private.key"), "-out", trad,
-                )
-        t0 = time.monotonic()
-        shutil.copyfile(reference_copy, os.path.join(work, "unsigned.mender"))
-        kmod.sh("mender-artifact", "sign", os.path.join(work, "unsigned.mender"), "-k", trad,
-                "-o", os.path.join(work, "signed.mender"))
-        shutil.copyfile(os.path.join(work, "signed.mender"), reference_copy)
-        ref_s = time.monotonic() - t0
-        print(f"artifact: {size / 1e6:.0f} MB (validated with mender-artifact validate -k)")
-        print(f"digsig in place:                {ours_s:6.2f} s")
-        print(f"copy in, mender-artifact, copy back (upstream's way): {ref_s:6.2f} s")
-        print(f"digsigserver peak RSS:          {kmod.peak_rss_kib(gw.pid) / 1024:6.1f} MiB  "
-              f"(whole run, target <= 64 MiB)")
-        print(f"mender-artifact child peak RSS: {child_peak[0] / 1024:6.1f} MiB")
+            print(f"\n== Mender artifact, {args.mender_mb} MB payload, file://", flush=True)
+            artifact = os.path.join(deploy, "image.mender")
+            make_artifact(artifact, args.mender_mb, work)
+            size = os.path.getsize(artifact)
+            reference_copy = os.path.join(work, "reference.mender")
+            shutil.copyfile(artifact, reference_copy)
+            stop, child_peak = threading.Event(), [0]
+            watcher = threading.Thread(target=watch_child_rss, args=(gw.pid, stop, child_peak))
+            watcher.start()
+            t0 = time.monotonic()
+            reply = output("curl", "--silent", "--fail", "-X", "POST", "-F", "distro=bench",
+                            "-F", f"artifact-uri=file://{artifact}", f"{url}/sign/mender")
+            ours_s = time.monotonic() - t0
+            stop.set()
+            watcher.join()
+            assert reply.strip() == "Signing successful", reply
+            kmod.sh("mender-artifact", "validate", "-k", os.path.join(work, "mender-public.key"), artifact,
+                    )
+            # The reference: mender-artifact on the same file, as upstream runs it
+            # after copying the artifact into its work dir.
+            trad = os.path.join(work, "reference.key")
+            kmod.sh("openssl", "rsa", "-traditional", "-in", os.path.join(mender, "private.key"), "-out", trad,
+                    )
+            t0 = time.monotonic()
+            shutil.copyfile(reference_copy, os.path.join(work, "unsigned.mender"))
+            kmod.sh("mender-artifact", "sign", os.path.join(work, "unsigned.mender"), "-k", trad,
+                    "-o", os.path.join(work, "signed.mender"))
+            shutil.copyfile(os.path.join(work, "signed.mender"), reference_copy)
+            ref_s = time.monotonic() - t0
+            print(f"artifact: {size / 1e6:.0f} MB (validated with mender-artifact validate -k)")
+            print(f"digsig in place:                {ours_s:6.2f} s")
+            print(f"copy in, mender-artifact, copy back (upstream's way): {ref_s:6.2f} s")
+            print(f"digsigserver peak RSS:          {kmod.peak_rss_kib(gw.pid) / 1024:6.1f} MiB  "
+                  f"(whole run, target <= 64 MiB)")
+            print(f"mender-artifact child peak RSS: {child_peak[0] / 1024:6.1f} MiB")
     finally:
-        gw.terminate()
-        gw.wait()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
