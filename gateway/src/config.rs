@@ -9,9 +9,10 @@ use servicekit::config::ConfigError;
 use servicekit::ServiceConfig;
 
 use crate::domain::Domain;
+use crate::proxy::{UpstreamTls, CA_FILE_VAR};
 
 /// Upstream digsigserver lets signing run for 10 minutes; so do we by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_TIMEOUT: Duration = servicekit::config::DEFAULT_DOMAIN_TIMEOUT;
 
 /// Where a domain's requests are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +39,8 @@ pub struct GatewayConfig {
     /// Settings shared with the services (key store, work dirs, limits), used
     /// by embedded domains.
     pub service: ServiceConfig,
-    /// Mender settings (`DIGSIGSERVER_MENDER_*`), used when the update
-    /// domain is embedded.
-    pub mender: svc_update::MenderConfig,
+    /// How routed `https://` services are trusted.
+    pub tls: UpstreamTls,
     domains: HashMap<Domain, DomainConfig>,
 }
 
@@ -51,9 +51,16 @@ impl GatewayConfig {
     }
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let service = ServiceConfig::from_lookup(&lookup)?;
-        let mender = svc_update::MenderConfig::from_lookup(&lookup, service.workdir_base.clone())?;
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        let service = ServiceConfig::from_lookup(lookup)?;
+        let lookup = |name: &str| service.settings.get(name);
+        let tls = UpstreamTls {
+            ca_file: lookup(CA_FILE_VAR)
+                .filter(|v| !v.trim().is_empty())
+                .map(std::path::PathBuf::from),
+        };
         let mut domains = HashMap::new();
         for domain in Domain::ALL {
             let (url_var, timeout_var) = (domain.url_var(), domain.timeout_var());
@@ -61,24 +68,12 @@ impl GatewayConfig {
                 None => Placement::Embedded,
                 Some(value) => Placement::Routed(parse_service_url(url_var, value)?),
             };
-            let timeout = match lookup(timeout_var).filter(|v| !v.trim().is_empty()) {
-                None => DEFAULT_TIMEOUT,
-                Some(value) => match value.trim().parse::<u64>() {
-                    Ok(secs) if secs > 0 => Duration::from_secs(secs),
-                    _ => {
-                        return Err(ConfigError {
-                            name: timeout_var,
-                            value,
-                            reason: "expected a whole number of seconds above 0",
-                        })
-                    }
-                },
-            };
+            let timeout = servicekit::config::timeout_setting(lookup, timeout_var)?;
             domains.insert(domain, DomainConfig { placement, timeout });
         }
         Ok(Self {
             service,
-            mender,
+            tls,
             domains,
         })
     }
@@ -133,7 +128,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        GatewayConfig::from_lookup(|k| env.get(k).cloned())
+        GatewayConfig::from_lookup(move |k| env.get(k).cloned())
     }
 
     #[test]

@@ -15,17 +15,28 @@ pub enum Domain {
     Optee,
     /// Mender artifacts and SWUpdate sw-descriptions (`svc-update`).
     Update,
+    /// U-Boot FIT images (upstream 0.16; no service yet).
+    Fitimage,
+    /// Rockchip bootloaders and OP-TEE (upstream 0.16; no service yet).
+    Rockchip,
 }
 
 impl Domain {
     /// Every domain, built or not.
-    pub const ALL: [Domain; 5] = [
+    pub const ALL: [Domain; 7] = [
         Domain::Tegra,
         Domain::Imx,
         Domain::Kmod,
         Domain::Optee,
         Domain::Update,
+        Domain::Fitimage,
+        Domain::Rockchip,
     ];
+
+    /// The domain called `name`.
+    pub fn from_name(name: &str) -> Option<Domain> {
+        Domain::ALL.into_iter().find(|d| d.name() == name)
+    }
 
     /// Lower-case name, as in logs, `/ready` and `svc-<name>`.
     pub fn name(self) -> &'static str {
@@ -35,6 +46,8 @@ impl Domain {
             Domain::Kmod => "kmod",
             Domain::Optee => "optee",
             Domain::Update => "update",
+            Domain::Fitimage => "fitimage",
+            Domain::Rockchip => "rk",
         }
     }
 
@@ -46,6 +59,8 @@ impl Domain {
             Domain::Kmod => "DIGSIGSERVER_KMOD_URL",
             Domain::Optee => "DIGSIGSERVER_OPTEE_URL",
             Domain::Update => "DIGSIGSERVER_UPDATE_URL",
+            Domain::Fitimage => "DIGSIGSERVER_FITIMAGE_URL",
+            Domain::Rockchip => "DIGSIGSERVER_RK_URL",
         }
     }
 
@@ -57,17 +72,26 @@ impl Domain {
             Domain::Kmod => "DIGSIGSERVER_KMOD_TIMEOUT",
             Domain::Optee => "DIGSIGSERVER_OPTEE_TIMEOUT",
             Domain::Update => "DIGSIGSERVER_UPDATE_TIMEOUT",
+            Domain::Fitimage => "DIGSIGSERVER_FITIMAGE_TIMEOUT",
+            Domain::Rockchip => "DIGSIGSERVER_RK_TIMEOUT",
         }
     }
 
     /// Upstream's endpoint paths for this domain.
     pub fn paths(self) -> &'static [&'static str] {
         match self {
-            Domain::Tegra => &["/sign/tegra"],
+            Domain::Tegra => &[
+                "/sign/tegra",
+                "/sign/tegra/uefi",
+                "/sign/tegra/ueficapsule",
+                "/sign/tegra/ekb",
+            ],
             Domain::Imx => &["/sign/imx"],
             Domain::Kmod => &["/sign/modules"],
             Domain::Optee => &["/sign/optee"],
             Domain::Update => &["/sign/mender", "/sign/swupdate"],
+            Domain::Fitimage => &["/sign/fitimage"],
+            Domain::Rockchip => &["/sign/rk", "/sign/rkoptee-tee", "/sign/rkoptee-ta"],
         }
     }
 
@@ -76,7 +100,7 @@ impl Domain {
     /// may still lack some of upstream's endpoints (see [`Domain::paths`]);
     /// those answer 501.
     pub fn is_built(self) -> bool {
-        matches!(self, Domain::Kmod | Domain::Optee | Domain::Update)
+        crate::registry::BuiltDomain::find(self).is_some()
     }
 }
 

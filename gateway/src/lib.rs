@@ -6,6 +6,7 @@
 //! its service; the document is the same either way.
 //!
 //! - [`domain`]: the signing domains and their upstream paths.
+//! - [`registry`]: the domains this build serves, from one list.
 //! - [`config`]: per-domain placement and timeouts.
 //! - [`mount`]: a domain's API, embedded or routed, under one description.
 //! - [`proxy`]: streaming a request to a service and its reply back.
@@ -19,6 +20,7 @@ pub mod mount;
 pub mod not_built;
 pub mod proxy;
 pub mod readiness;
+pub mod registry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,16 +29,13 @@ use keystore::KeyStore;
 use poem::{Endpoint, Route};
 use poem_openapi::OpenApiService;
 use servicekit::{HealthApi, Readiness};
-use svc_kmod::KmodApi;
-use svc_optee::OpteeApi;
-use svc_update::UpdateApi;
 
 pub use config::{GatewayConfig, Placement};
 pub use domain::Domain;
 
-use mount::Mount;
 use not_built::NotBuilt;
 use proxy::Upstream;
+use registry::{Domains, MountContextParts};
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +43,12 @@ pub enum StartError {
     /// A domain is served in-process but no key store is configured.
     #[error("DIGSIGSERVER_KEYFILE_URI is not set: set it to file:///path/to/keys or s3://bucket/prefix (keys under <machine-or-distro>/<signtype>/), route every domain to its service with DIGSIGSERVER_<DOMAIN>_URL, or pass --demo for throwaway keys")]
     NoKeyStore,
+    /// A domain's own setting does not parse.
+    #[error(transparent)]
+    Config(servicekit::config::ConfigError),
+    /// The CA bundle for routed `https://` services cannot be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 const DESCRIPTION: &str = "\
@@ -67,75 +72,43 @@ pub fn app(
     if config.has_embedded_domains() && keystore.is_none() {
         return Err(StartError::NoKeyStore);
     }
-    let client = Upstream::client();
+    let client = Upstream::client(&config.tls).map_err(StartError::Tls)?;
     let mut readiness = Readiness {
         keystore: keystore.clone().filter(|_| config.has_embedded_domains()),
         ..Readiness::default()
     };
-    let mut upstream = |domain: Domain| -> Option<Arc<Upstream>> {
-        match &config.domain(domain).placement {
+    let mut probes = Vec::new();
+    let placement = |domain: Domain| {
+        let settings = config.domain(domain);
+        let upstream = match &settings.placement {
             Placement::Embedded => None,
             Placement::Routed(url) => {
                 let up = Arc::new(Upstream::new(
                     domain,
                     url.clone(),
-                    config.domain(domain).timeout,
+                    settings.timeout,
                     client.clone(),
                 ));
-                readiness
-                    .probes
-                    .push(readiness::probe(Arc::clone(&up), client.clone()));
+                probes.push(readiness::probe(Arc::clone(&up), client.clone()));
                 Some(up)
             }
+        };
+        MountContextParts {
+            upstream,
+            timeout: settings.timeout,
         }
     };
+    let domains = Domains::mount(placement, &config.service, keystore, &mut readiness)
+        .map_err(StartError::Config)?;
+    readiness.probes.extend(probes);
 
-    let keys = || keystore.clone().expect("checked above");
-    let timeout = |domain| config.domain(domain).timeout;
-    let kmod = Mount::new(
-        Domain::Kmod,
-        upstream(Domain::Kmod),
-        timeout(Domain::Kmod),
-        || {
-            KmodApi::new(
-                keys(),
-                config.service.workdir_base.clone(),
-                config.service.archive_limits,
-            )
-        },
-    );
-    let optee = Mount::new(
-        Domain::Optee,
-        upstream(Domain::Optee),
-        timeout(Domain::Optee),
-        || {
-            OpteeApi::new(
-                keys(),
-                config.service.workdir_base.clone(),
-                config.service.archive_limits,
-            )
-        },
-    );
-    let update = Mount::new(
-        Domain::Update,
-        upstream(Domain::Update),
-        timeout(Domain::Update),
-        || UpdateApi::new(keys(), config.mender.clone()),
-    );
-    if matches!(update, Mount::Embedded { .. }) {
-        readiness
-            .tools
-            .extend(svc_update::required_tools(&config.mender));
-    }
-
-    type Apis = (Mount<KmodApi>, Mount<OpteeApi>, Mount<UpdateApi>, HealthApi);
-    let served: Vec<String> = <Apis as poem_openapi::OpenApi>::meta()
+    let served: Vec<String> = <Domains as poem_openapi::OpenApi>::meta()
         .into_iter()
         .flat_map(|api| api.paths)
         .map(|path| path.path)
         .collect();
     let api = OpenApiService::new(
-        (kmod, optee, update, HealthApi::new(readiness)),
+        (domains, HealthApi::new(readiness)),
         "digsig",
         env!("CARGO_PKG_VERSION"),
     )
@@ -155,9 +128,18 @@ pub fn app(
         }
     }
     Ok(route
+        .at(
+            "/",
+            poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
+        )
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .nest("/", api))
+        .nest(
+            "/",
+            servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
+                poem::IntoEndpoint::into_endpoint(api),
+            ),
+        ))
 }
 
 /// Serves the gateway on `listener` until `shutdown`.

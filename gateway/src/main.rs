@@ -10,6 +10,7 @@ use servicekit::ServerArgs;
 #[derive(Parser)]
 #[command(
     name = "digsigserver",
+    version,
     about = "digsig signing service: every domain in-process, or routed to its service by DIGSIGSERVER_<DOMAIN>_URL"
 )]
 struct Args {
@@ -39,9 +40,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = GatewayConfig::from_env()?;
     let demo = if args.demo {
         let keys = DemoKeyStore::create()?;
-        svc_kmod::demo::add_demo_keys(&keys)?;
-        svc_optee::demo::add_demo_keys(&keys)?;
-        svc_update::demo::add_demo_keys(&keys)?;
+        for domain in gateway::registry::BUILT {
+            (domain.add_demo_keys)(&keys)?;
+        }
         eprintln!(
             "\n  DEMO MODE: signing with THROWAWAY keys for machine/distro 'demo' in {}\n  \
              They are generated now and deleted on exit. Never use them for anything you ship.\n",
@@ -56,6 +57,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(uri) if config.has_embedded_domains() => Some(keystore::KeyStore::open(uri).await?),
         _ => None,
     };
+    // Built before binding: a server that cannot start says why and says
+    // nothing about listening.
+    let app = gateway::app(&config, keystore.clone())?;
     let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
     for domain in Domain::ALL.into_iter() {
         let where_ = match &config.domain(domain).placement {
@@ -76,7 +80,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         keystore = %keystore.as_ref().map(|k| k.location()).unwrap_or_else(|| "none (all routed)".into()),
         "digsigserver listening; Swagger UI at /docs"
     );
-    gateway::run(listener, config, keystore, servicekit::shutdown_signal()).await?;
+    servicekit::serve(listener, app, servicekit::shutdown_signal()).await?;
     drop(demo);
     Ok(())
 }

@@ -22,6 +22,17 @@ use crate::domain::Domain;
 /// give the client a 503 at once, not after the signing timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Names a PEM file of CA certificates that routed `https://` services'
+/// certificates are checked against, besides the system's.
+pub const CA_FILE_VAR: &str = "DIGSIGSERVER_SERVICE_CA_FILE";
+
+/// How the gateway checks routed services' TLS certificates.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    /// `DIGSIGSERVER_SERVICE_CA_FILE`: extra trusted CAs (PEM).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// A domain's service: where it is and how long its requests may take.
 #[derive(Debug)]
 pub struct Upstream {
@@ -42,9 +53,27 @@ impl Upstream {
         }
     }
 
-    /// The HTTP client every upstream shares.
-    pub fn client() -> reqwest::Client {
-        reqwest::Client::builder()
+    /// The HTTP client every upstream shares. `https://` services are
+    /// checked against the system's CAs plus `tls.ca_file`, if set.
+    pub fn client(tls: &UpstreamTls) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &tls.ca_file {
+            let bad = |e: &dyn std::fmt::Display| {
+                format!(
+                    "{CA_FILE_VAR}={}: cannot use it as a CA bundle: {e}",
+                    path.display()
+                )
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))?;
+            if certs.is_empty() {
+                return Err(bad(&"no PEM certificate in it"));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
             .connect_timeout(CONNECT_TIMEOUT)
             // A restarted service leaves dead pooled connections behind;
             // do not keep idle ones long enough to trip over them.
@@ -53,7 +82,7 @@ impl Upstream {
             .no_gzip()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .expect("a TLS backend-free HTTP client always builds")
+            .map_err(|e| format!("cannot build the HTTP client for routed services: {e}"))
     }
 
     /// The domain this service serves.
@@ -241,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_base_path_prefix_is_kept() {
-        let client = Upstream::client();
+        let client = Upstream::client(&UpstreamTls::default()).unwrap();
         let up = |base: &str| {
             Upstream::new(
                 Domain::Kmod,

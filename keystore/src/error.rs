@@ -92,6 +92,45 @@ pub enum KeyStoreError {
 }
 
 impl KeyStoreError {
+    /// The message for a client: what is missing or wrong, by machine, sign
+    /// type and file name, but never where the store is (a bucket, a
+    /// prefix, a server path). The full message ([`Display`](std::fmt::Display))
+    /// is for the operator's log.
+    pub fn client_message(&self) -> String {
+        match self {
+            KeyStoreError::InvalidName { .. } => self.to_string(),
+            KeyStoreError::NoKeys { selector, signtype, .. } => format!(
+                "no {signtype} keys for '{selector}' on this server: check the machine/distro name, or ask the operator to add <keyfile-uri>/{selector}/{signtype}/"
+            ),
+            KeyStoreError::MissingFile {
+                selector,
+                signtype,
+                file,
+                ..
+            } => format!(
+                "the key store is missing {selector}/{signtype}/{file} ('{selector}' has {signtype} keys, but not this file)"
+            ),
+            KeyStoreError::BadUri { .. } => {
+                "DIGSIGSERVER_KEYFILE_URI is not usable (the server's log says why)".into()
+            }
+            KeyStoreError::Unreachable { .. } => {
+                "the key store is unreachable (the server's log has the details)".into()
+            }
+            KeyStoreError::AccessDenied { .. } => {
+                "the key store refused the server's credentials: check the server's AWS credentials and the bucket policy".into()
+            }
+            KeyStoreError::StoreMissing { .. } => {
+                "the key store does not exist: check DIGSIGSERVER_KEYFILE_URI".into()
+            }
+            KeyStoreError::TooLarge { limit, .. } => format!(
+                "a key file is larger than {limit} bytes; is DIGSIGSERVER_KEYFILE_URI pointing at the right place?"
+            ),
+            KeyStoreError::Read { .. } => {
+                "reading the key store failed (the server's log has the details)".into()
+            }
+        }
+    }
+
     /// Whether the requester (not the operator) must fix this.
     pub fn is_client_error(&self) -> bool {
         matches!(

@@ -4,8 +4,10 @@
 //! everything else comes from `DIGSIGSERVER_*` environment variables, as
 //! upstream reads its settings. Values are parsed once here into typed fields.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 
@@ -35,6 +37,57 @@ pub struct ServiceConfig {
     pub workdir_base: PathBuf,
     /// `DIGSIGSERVER_MAX_ARTIFACT_BYTES` and `DIGSIGSERVER_MAX_ARTIFACT_ENTRIES`.
     pub archive_limits: ArchiveLimits,
+    /// Every setting, for the ones a domain reads itself (e.g.
+    /// `DIGSIGSERVER_MENDER_ALLOWED_URIS`).
+    pub settings: Settings,
+}
+
+/// Reads one setting by name.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Where settings come from: the environment (or a map in tests), with
+/// overrides set in code on top.
+#[derive(Clone)]
+pub struct Settings {
+    lookup: Arc<Lookup>,
+    overrides: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Settings read through `lookup`.
+    pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            lookup: Arc::new(lookup),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// Settings read from the process environment.
+    pub fn from_env() -> Self {
+        Self::new(|name| std::env::var(name).ok())
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<String> {
+        match self.overrides.get(name) {
+            Some(value) => Some(value.clone()),
+            None => (self.lookup)(name),
+        }
+    }
+
+    /// Sets `name` to `value`, over whatever the environment says.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.overrides.insert(name.to_string(), value.into());
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be credentials' locations: names only.
+        f.debug_struct("Settings")
+            .field("overrides", &self.overrides.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A configuration value that does not parse.
@@ -49,14 +102,46 @@ pub struct ConfigError {
     pub reason: &'static str,
 }
 
+/// How long a domain's signing may take unless `DIGSIGSERVER_<DOMAIN>_TIMEOUT`
+/// says otherwise: upstream lets signing run ten minutes.
+pub const DEFAULT_DOMAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Reads a `DIGSIGSERVER_<DOMAIN>_TIMEOUT` setting (whole seconds above 0;
+/// unset or empty means [`DEFAULT_DOMAIN_TIMEOUT`]). The gateway bounds a
+/// whole request by it, a service each vendor-tool run.
+pub fn timeout_setting(
+    lookup: impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<std::time::Duration, ConfigError> {
+    match lookup(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(DEFAULT_DOMAIN_TIMEOUT),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+            _ => Err(ConfigError {
+                name,
+                value,
+                reason: "expected a whole number of seconds above 0",
+            }),
+        },
+    }
+}
+
 impl ServiceConfig {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_settings(Settings::from_env())
     }
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        Self::from_settings(Settings::new(lookup))
+    }
+
+    /// Reads the configuration from `settings`.
+    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        let lookup = |name: &str| settings.get(name);
         let defaults = ArchiveLimits::default();
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match lookup(name) {
@@ -78,6 +163,7 @@ impl ServiceConfig {
                 max_bytes: number("DIGSIGSERVER_MAX_ARTIFACT_BYTES", defaults.max_bytes)?,
                 max_entries: number("DIGSIGSERVER_MAX_ARTIFACT_ENTRIES", defaults.max_entries)?,
             },
+            settings: settings.clone(),
         })
     }
 }
@@ -93,7 +179,8 @@ mod tests {
             ("DIGSIGSERVER_KEYFILE_URI", "file:///keys"),
             ("DIGSIGSERVER_MAX_ARTIFACT_ENTRIES", "10"),
         ]);
-        let config = ServiceConfig::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        let config =
+            ServiceConfig::from_lookup(move |k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.keyfile_uri.as_deref(), Some("file:///keys"));
         assert_eq!(config.archive_limits.max_entries, 10);
         assert_eq!(

@@ -47,6 +47,16 @@ pub enum ServiceError {
     /// An unexpected failure (500). The message is logged and returned.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An unexpected failure with its cause (500): the client gets the
+    /// context and the cause's own message, the log the whole cause chain.
+    #[error("internal error: {context}: {source}")]
+    InternalCause {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ServiceError {
@@ -58,18 +68,41 @@ impl ServiceError {
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ServiceError::Misconfigured(_) | ServiceError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ServiceError::Misconfigured(_)
+            | ServiceError::Internal(_)
+            | ServiceError::InternalCause { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ServiceError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
-    /// Shorthand for an internal error from anything printable.
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        ServiceError::Internal(err.to_string())
+    /// An internal error caused by `err` (its cause chain is kept for the log).
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::internal_from("unexpected failure", err)
+    }
+
+    /// An internal error: `context` says what was being done, `err` why it failed.
+    pub fn internal_from(
+        context: impl Into<String>,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ServiceError::InternalCause {
+            context: context.into(),
+            source: err.into(),
+        }
+    }
+
+    /// The message and every cause below it, for the log.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self).and_then(std::error::Error::source);
+        while let Some(err) = cause {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            cause = err.source();
+        }
+        text
     }
 }
 
@@ -80,10 +113,12 @@ impl poem::error::ResponseError for ServiceError {
 
     fn as_response(&self) -> Response {
         let status = ServiceError::status(self);
+        // Debug escapes control characters: a field value echoed in a
+        // message cannot forge a log line.
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), "{self}");
+            tracing::error!(status = status.as_u16(), error = ?self.chain(), "request failed");
         } else {
-            tracing::info!(status = status.as_u16(), "{self}");
+            tracing::info!(status = status.as_u16(), error = ?self.chain(), "request refused");
         }
         format!("{self}\n")
             .with_content_type("text/plain; charset=utf-8")
@@ -101,11 +136,12 @@ impl IntoResponse for ServiceError {
 /// The error statuses a signing endpoint documents in the OpenAPI document.
 /// Each is plain text saying what to fix (4xx) or what the operator must
 /// fix (5xx).
-const DOCUMENTED: [(u16, &str); 7] = [
+const DOCUMENTED: [(u16, &str); 8] = [
     (400, "Bad request: a field is missing or invalid, or the artifact is not what this endpoint takes. The message says what to fix."),
     (403, "The request names a location the server is not configured to allow (an artifact-uri outside DIGSIGSERVER_MENDER_ALLOWED_URIS); the message names the rule."),
     (404, "The machine or distro has no keys of this endpoint's sign type on this server."),
     (413, "The artifact is larger, or has more entries, than the server allows."),
+    (415, "The body is not multipart/form-data: send the fields as `curl -F name=value -F artifact=@file` does."),
     (422, "The request is well formed but there is nothing in it this endpoint can sign."),
     (500, "Server misconfiguration (e.g. a key file missing or not matching its certificate) or an internal error; the message tells the operator what to fix. Never contains key material."),
     (503, "The key store (or another service this one depends on) is unreachable."),
@@ -139,13 +175,26 @@ impl poem_openapi::ApiResponse for ServiceError {
 
 impl From<KeyStoreError> for ServiceError {
     fn from(err: KeyStoreError) -> Self {
-        let msg = err.to_string();
+        // The full message names the store's location: the log gets it, the
+        // client only what to fix.
+        let msg = err.client_message();
+        if !err.is_client_error() {
+            tracing::error!(error = %err, "key store");
+        } else {
+            tracing::info!(error = %err, "key store");
+        }
         match err {
             KeyStoreError::InvalidName { .. } => ServiceError::BadRequest(msg),
             KeyStoreError::NoKeys { .. } => ServiceError::NotFound(msg),
             KeyStoreError::Unreachable { .. } => ServiceError::Unavailable(msg),
             _ => ServiceError::Misconfigured(msg),
         }
+    }
+}
+
+impl From<crate::private_key::UnusableKey> for ServiceError {
+    fn from(err: crate::private_key::UnusableKey) -> Self {
+        ServiceError::Misconfigured(format!("key file {err}"))
     }
 }
 

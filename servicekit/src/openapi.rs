@@ -16,7 +16,16 @@ pub fn openapi_routes<T: OpenApi + 'static>(
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     Route::new()
+        .at(
+            "/",
+            poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
+        )
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .nest("/", api)
+        .nest(
+            "/",
+            crate::friendly_errors::friendly_errors::<(T, crate::HealthApi), _>(
+                poem::IntoEndpoint::into_endpoint(api),
+            ),
+        )
 }

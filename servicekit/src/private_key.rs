@@ -11,6 +11,77 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use zeroize::Zeroizing;
 
+/// Why a key or certificate from the key store cannot be used. Always the
+/// operator's to fix (a 500 in every domain); it names the file, never its
+/// contents.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} {problem}")]
+pub struct UnusableKey {
+    /// The file as `<signtype>/<name>`, e.g. `kmodsign/kernel-signkey.priv`.
+    pub file: String,
+    /// What is wrong with it.
+    pub problem: KeyProblem,
+}
+
+/// What is wrong with a key file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// Not a private key in PEM or DER, or one protected by a passphrase.
+    #[error("is not an unencrypted private key in PEM or DER form")]
+    NotAKey,
+    /// A private key of a type this signature cannot be made with.
+    #[error("holds a key of type {found}; {needs}")]
+    WrongType {
+        /// The type found ("Ed25519", "EC", ...).
+        found: &'static str,
+        /// What the domain needs, as a sentence for the operator.
+        needs: &'static str,
+    },
+    /// Not an X.509 certificate in PEM or DER.
+    #[error("is not an X.509 certificate in PEM or DER form")]
+    NotACertificate,
+    /// The private key does not belong to the certificate.
+    #[error("does not match the public key in {certificate}")]
+    Mismatch {
+        /// The certificate's file name.
+        certificate: &'static str,
+    },
+}
+
+impl UnusableKey {
+    /// `problem` with `<signtype>/<name>`.
+    pub fn new(signtype: keystore::SignType, name: &str, problem: KeyProblem) -> Self {
+        Self {
+            file: format!("{}/{name}", signtype.dir_name()),
+            problem,
+        }
+    }
+}
+
+impl UnusableKey {
+    /// Names the file as `<selector>/<signtype>/<name>`, as the operator
+    /// finds it in the key store.
+    pub fn of(mut self, selector: &keystore::Selector) -> Self {
+        self.file = format!("{selector}/{}", self.file);
+        self
+    }
+}
+
+/// The name of a key type, for messages.
+pub fn key_type_name(id: openssl::pkey::Id) -> &'static str {
+    use openssl::pkey::Id;
+    match id {
+        Id::RSA => "RSA",
+        Id::RSA_PSS => "RSA-PSS (restricted)",
+        Id::EC => "EC",
+        Id::ED25519 => "Ed25519",
+        Id::ED448 => "Ed448",
+        Id::DSA => "DSA",
+        Id::DH => "DH",
+        _ => "unknown type of",
+    }
+}
+
 /// Parses an unencrypted private key in PEM (PKCS#1, SEC1, PKCS#8) or DER.
 /// An encrypted key is an error, never a prompt.
 pub fn parse(bytes: &[u8]) -> Result<PKey<Private>, ErrorStack> {

@@ -3,18 +3,18 @@
 //! store opened, serving until SIGINT/SIGTERM.
 
 use std::error::Error;
-use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
-use futures_util::future::BoxFuture;
 use keystore::KeyStore;
 
 use crate::demo::DemoKeyStore;
+use crate::domain::SigningDomain;
 use crate::{ServerArgs, ServiceConfig};
 
 /// A service's command line.
 #[derive(Parser)]
+#[command(version)]
 struct ServiceArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -24,17 +24,12 @@ struct ServiceArgs {
     demo: bool,
 }
 
-/// Adds a domain's demo keys to a demo key store.
-pub type AddDemoKeys = fn(&DemoKeyStore) -> Result<(), Box<dyn Error>>;
-
-/// Runs service `name`: parses the command line, opens the key store (or
-/// makes demo keys with `add_demo_keys`), binds, and calls `serve` with a
-/// future completing on SIGINT/SIGTERM (for graceful shutdown). Errors are printed and give a failing exit code.
-pub fn service_main<F, Fut>(name: &'static str, add_demo_keys: AddDemoKeys, serve: F) -> ExitCode
-where
-    F: FnOnce(tokio::net::TcpListener, KeyStore, ServiceConfig, BoxFuture<'static, ()>) -> Fut,
-    Fut: Future<Output = std::io::Result<()>>,
-{
+/// Runs domain `D` as its own service, `svc-<name>`: parses the command
+/// line, opens the key store (or makes demo keys), binds, and serves until
+/// SIGINT/SIGTERM (then finishes in-flight requests). Errors are printed and
+/// give a failing exit code.
+pub fn service_main<D: SigningDomain>() -> ExitCode {
+    let name = format!("svc-{}", D::NAME);
     let args = ServiceArgs::parse();
     crate::telemetry::init(args.server.debug);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -44,7 +39,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(name, args, add_demo_keys, serve)) {
+    match runtime.block_on(run::<D>(&name, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -54,20 +49,11 @@ where
     }
 }
 
-async fn run<F, Fut>(
-    name: &'static str,
-    args: ServiceArgs,
-    add_demo_keys: AddDemoKeys,
-    serve: F,
-) -> Result<(), Box<dyn Error>>
-where
-    F: FnOnce(tokio::net::TcpListener, KeyStore, ServiceConfig, BoxFuture<'static, ()>) -> Fut,
-    Fut: Future<Output = std::io::Result<()>>,
-{
+async fn run<D: SigningDomain>(name: &str, args: ServiceArgs) -> Result<(), Box<dyn Error>> {
     let mut config = ServiceConfig::from_env()?;
     let demo = if args.demo {
         let keys = DemoKeyStore::create()?;
-        add_demo_keys(&keys)?;
+        D::add_demo_keys(&keys)?;
         tracing::warn!(
             "DEMO MODE: signing with THROWAWAY keys for machine/distro 'demo' in {}; they vanish on exit",
             keys.uri()
@@ -81,15 +67,11 @@ where
         "DIGSIGSERVER_KEYFILE_URI is not set: set it to file:///path/to/keys or s3://bucket/prefix, or pass --demo for throwaway keys",
     )?;
     let keystore = KeyStore::open(&uri).await?;
+    // Built before binding, so a bad setting stops the start with its reason.
+    let app = crate::domain::app::<D>(keystore.clone(), &config)?;
     let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
     tracing::info!(address = %listener.local_addr()?, keystore = %keystore.location(), "{name} listening");
-    serve(
-        listener,
-        keystore,
-        config,
-        Box::pin(crate::shutdown_signal()),
-    )
-    .await?;
+    crate::serve(listener, app, crate::shutdown_signal()).await?;
     drop(demo);
     Ok(())
 }

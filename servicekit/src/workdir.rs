@@ -27,6 +27,19 @@ impl WorkDir {
         Ok(Arc::new(Self { dir }))
     }
 
+    /// Creates a request's work dir under `base`; failing is the operator's
+    /// problem (the same 500 in every domain): the base is missing, full or
+    /// not writable. The client's message does not show the server's path;
+    /// the log does.
+    pub fn for_request(base: &Path) -> Result<Arc<Self>, crate::ServiceError> {
+        Self::create(base).map_err(|e| {
+            tracing::error!(base = %base.display(), error = %e, "cannot create a request work directory");
+            crate::ServiceError::Misconfigured(format!(
+                "cannot create a request work directory (DIGSIGSERVER_WORKDIR): {e}"
+            ))
+        })
+    }
+
     /// The directory's path.
     pub fn path(&self) -> &Path {
         self.dir.path()

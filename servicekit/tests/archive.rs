@@ -329,8 +329,15 @@ fn truncated_gzip_is_corrupt() {
 fn not_gzip_says_so() {
     let err = extract_checked(b"PK\x03\x04 this is a zip", limits()).unwrap_err();
     assert!(matches!(err, ArchiveError::NotGzip), "{err:?}");
-    let err = extract_checked(b"", limits()).unwrap_err();
+    let err = extract_checked(b"\x1f", limits()).unwrap_err();
     assert!(matches!(err, ArchiveError::NotGzip), "{err:?}");
+}
+
+#[test]
+fn an_empty_upload_is_called_empty_not_corrupt() {
+    let err = extract_checked(b"", limits()).unwrap_err();
+    assert!(matches!(err, ArchiveError::Empty), "{err:?}");
+    assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
 }
 
 #[test]

@@ -1,26 +1,20 @@
 //! `POST /sign/modules`, wire-compatible with upstream digsigserver.
 
-use std::sync::Arc;
-
-use keystore::{KeyFileName, KeyStore, Selector, SignType};
-use poem::Body;
-use poem_openapi::payload::Binary;
+use keystore::{KeyFileName, KeyStore, SignType};
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::{ApiResponse, Multipart, OpenApi, Tags};
-use servicekit::{ArchiveLimits, ServiceError, WorkDir};
+use poem_openapi::{Multipart, OpenApi, Tags};
+use servicekit::form_fields::SelectorField;
+use servicekit::tarball_reply::{sign_to_tarball, SignedTarball, REPLY_GZIP_LEVEL};
+use servicekit::{ArchiveLimits, ServiceError};
 
 use crate::sign_tree::sign_tarball;
-use crate::signer::{HashAlg, ModuleSigner};
-
-/// Compression of the reply: level 1 is several times faster than gzip's
-/// default and modules still shrink well; the reply is a transfer format.
-const REPLY_GZIP_LEVEL: u32 = 1;
+use crate::signer::{HashAlg, ModuleSigner, CERT_FILE, KEY_FILE};
 
 /// Form fields of a module signing request.
 #[derive(Debug, Multipart)]
 pub struct SignModulesForm {
     /// Machine name; keys come from `<keyfile-uri>/<machine>/kmodsign/`.
-    machine: String,
+    machine: SelectorField,
     /// Hash algorithm for the signatures; default `sha512`.
     #[oai(default = "default_hashalg")]
     hashalg: HashAlg,
@@ -31,14 +25,6 @@ pub struct SignModulesForm {
 /// Upstream's default, and the bbclass's.
 fn default_hashalg() -> HashAlg {
     HashAlg::Sha512
-}
-
-/// Replies of `POST /sign/modules`.
-#[derive(ApiResponse)]
-pub enum SignModulesResponse {
-    /// The same tree with every `*.ko` signed, as a gzip tarball with `./` names.
-    #[oai(status = 200, content_type = "application/octet-stream")]
-    Signed(Binary<Body>, #[oai(header = "Content-Disposition")] String),
 }
 
 #[derive(Tags)]
@@ -86,71 +72,38 @@ impl KmodApi {
         method = "post",
         tag = "ApiTags::KernelModules"
     )]
-    async fn sign_modules(
-        &self,
-        form: SignModulesForm,
-    ) -> Result<SignModulesResponse, ServiceError> {
+    async fn sign_modules(&self, form: SignModulesForm) -> Result<SignedTarball, ServiceError> {
         self.sign(form).await
     }
 }
 
 impl KmodApi {
-    async fn sign(&self, form: SignModulesForm) -> Result<SignModulesResponse, ServiceError> {
+    async fn sign(&self, form: SignModulesForm) -> Result<SignedTarball, ServiceError> {
         let started = std::time::Instant::now();
-        let machine = Selector::parse(&form.machine)?;
+        let machine = form.machine.0;
         let hash = form.hashalg;
         let key = self
             .keystore
-            .fetch(
-                &machine,
-                SignType::Kmod,
-                &KeyFileName::parse("kernel-signkey.priv")?,
-            )
+            .fetch(&machine, SignType::Kmod, &KeyFileName::parse(KEY_FILE)?)
             .await?;
         let cert = self
             .keystore
-            .fetch(
-                &machine,
-                SignType::Kmod,
-                &KeyFileName::parse("kernel-signkey.x509")?,
-            )
+            .fetch(&machine, SignType::Kmod, &KeyFileName::parse(CERT_FILE)?)
             .await?;
-        let signer = ModuleSigner::new(key.bytes(), cert.bytes(), hash).map_err(|e| {
-            ServiceError::Misconfigured(format!("machine '{machine}' kmodsign keys: {e}"))
-        })?;
+        let signer =
+            ModuleSigner::new(key.bytes(), cert.bytes(), hash).map_err(|e| e.of(&machine))?;
         drop((key, cert));
 
-        let work = WorkDir::create(&self.workdir_base).map_err(ServiceError::internal)?;
-        let out_path = work.path().join("signed-artifact.tar.gz");
-        // The HTTP layer has spooled the upload to an unlinked temp file; read
-        // it with plain blocking reads (a tokio file would cost a thread-pool
-        // round trip per small read).
-        let input = std::io::BufReader::with_capacity(
-            256 * 1024,
-            form.artifact.into_file().into_std().await,
-        );
         let limits = self.limits;
-        let span = tracing::Span::current();
-        let task_work = Arc::clone(&work);
-        let summary = tokio::task::spawn_blocking(move || {
-            let _enter = span.enter();
-            let out = std::fs::File::create(&out_path).map_err(ServiceError::internal)?;
-            let (summary, out) = sign_tarball(
-                input,
-                std::io::BufWriter::new(out),
-                &signer,
-                &limits,
-                REPLY_GZIP_LEVEL,
-                task_work.path(),
-            )?;
-            out.into_inner()
-                .map_err(|e| ServiceError::internal(e.error()))?
-                .sync_data()
-                .ok();
-            Ok::<_, ServiceError>(summary)
-        })
-        .await
-        .map_err(ServiceError::internal)??;
+        let (summary, reply) = sign_to_tarball(
+            &self.workdir_base,
+            form.artifact,
+            move |input, out, workdir| {
+                let input = std::io::BufReader::with_capacity(256 * 1024, input);
+                sign_tarball(input, out, &signer, &limits, REPLY_GZIP_LEVEL, workdir)
+            },
+        )
+        .await?;
         if summary.modules == 0 {
             return Err(ServiceError::Unprocessable(
                 "artifact contains no *.ko files to sign; send the modules tree, e.g. `tar -czf modules.tar.gz lib/modules`".into(),
@@ -164,12 +117,6 @@ impl KmodApi {
             signing_ms = started.elapsed().as_millis() as u64,
             "signed modules"
         );
-        let body = servicekit::workdir::stream_file(work, "signed-artifact.tar.gz")
-            .await
-            .map_err(ServiceError::internal)?;
-        Ok(SignModulesResponse::Signed(
-            Binary(body),
-            "attachment; filename=\"signed-artifact.tar.gz\"".into(),
-        ))
+        Ok(reply)
     }
 }

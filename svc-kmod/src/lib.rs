@@ -14,20 +14,30 @@ pub mod signer;
 use std::future::Future;
 
 use keystore::KeyStore;
-use poem::Endpoint;
-use servicekit::{Readiness, ServiceConfig};
+use servicekit::config::ConfigError;
+use servicekit::demo::DemoKeyStore;
+use servicekit::{ServiceConfig, SigningDomain};
 
 pub use api::KmodApi;
 
-/// Builds the service's routes: the API, `/health`, `/ready`, `/openapi.json`
-/// and Swagger UI at `/docs`.
-pub fn app(keystore: KeyStore, config: &ServiceConfig) -> impl Endpoint {
-    let readiness = Readiness {
-        keystore: Some(keystore.clone()),
-        ..Readiness::default()
-    };
-    let api = KmodApi::new(keystore, config.workdir_base.clone(), config.archive_limits);
-    servicekit::openapi_routes(api, readiness, "digsig svc-kmod", env!("CARGO_PKG_VERSION"))
+/// The kernel module signing domain (`kmod`).
+pub struct Kmod;
+
+impl SigningDomain for Kmod {
+    const NAME: &'static str = "kmod";
+    type Api = KmodApi;
+
+    fn api(keystore: KeyStore, config: &ServiceConfig) -> Result<KmodApi, ConfigError> {
+        Ok(KmodApi::new(
+            keystore,
+            config.workdir_base.clone(),
+            config.archive_limits,
+        ))
+    }
+
+    fn add_demo_keys(store: &DemoKeyStore) -> Result<(), Box<dyn std::error::Error>> {
+        demo::add_demo_keys(store)
+    }
 }
 
 /// Serves the kernel module signing service on `listener` until `shutdown`.
@@ -37,5 +47,5 @@ pub async fn run(
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    servicekit::serve(listener, app(keystore, &config), shutdown).await
+    servicekit::domain::run::<Kmod>(listener, keystore, config, shutdown).await
 }

@@ -11,14 +11,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
-use servicekit::archive::{
-    append_raw, gzip_reader, safe_relative_path, ArchiveError, ArchiveLimits, CappedReader,
-};
+use servicekit::archive::{append_raw, for_each_checked_entry, ArchiveLimits, CheckedEntry};
 use servicekit::ServiceError;
 use tar::EntryType;
 
@@ -67,23 +65,6 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let tripped = Arc::new(AtomicBool::new(false));
-    let decoded = CappedReader::new(
-        gzip_reader(input)?,
-        limits.max_stream_bytes(),
-        tripped.clone(),
-    );
-    let mut archive = tar::Archive::new(decoded);
-    let read_err = |e: io::Error| -> ServiceError {
-        if tripped.load(Ordering::Relaxed) {
-            ArchiveError::TooLarge {
-                limit: limits.max_bytes,
-            }
-            .into()
-        } else {
-            ArchiveError::Corrupt(e.to_string()).into()
-        }
-    };
 
     std::thread::scope(|scope| {
         // reader -> workers (modules) and reader -> writer (everything, in order)
@@ -108,86 +89,62 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
 
         let writer = scope.spawn(move || write_ordered(order_rx, done_rx, output, level));
 
-        let read_result = (|| -> Result<SignSummary, ServiceError> {
-            let mut summary = SignSummary::default();
-            let mut bytes = 0u64;
-            for (seq, entry) in (0u64..).zip(archive.entries().map_err(read_err)?) {
-                let mut entry = entry.map_err(read_err)?;
-                summary.entries += 1;
-                if summary.entries > limits.max_entries {
-                    return Err(ArchiveError::TooManyEntries {
-                        limit: limits.max_entries,
-                    }
-                    .into());
+        let mut summary = SignSummary::default();
+        let mut seq = 0u64;
+        let read_result = for_each_checked_entry(input, limits, |mut checked| {
+            seq += 1;
+            summary.entries += 1;
+            let kind = checked.kind;
+            let name = match &checked.rel {
+                Some(rel) => dotted(rel, kind == EntryType::Directory),
+                None => b"./".to_vec(),
+            };
+            let read_err = |c: &CheckedEntry<'_, _>, e| ServiceError::from(c.read_error(e));
+            let link = checked.entry.link_name_bytes().map(|l| l.into_owned());
+            let is_file = checked.is_file();
+            let is_module = is_file && checked.raw.extension().is_some_and(|e| e == "ko");
+            let header = fresh_header(checked.entry.header(), kind);
+            let size = checked.entry.size();
+            let mut data = Payload::Memory(Vec::new());
+            if is_module {
+                summary.modules += 1;
+                let mut module = Vec::with_capacity(size.min(64 << 20) as usize);
+                if let Err(e) = checked.entry.read_to_end(&mut module) {
+                    return Err(read_err(&checked, e));
                 }
-                let raw = entry.path().map_err(read_err)?.into_owned();
-                let kind = entry.header().entry_type();
-                match kind {
-                    EntryType::Char | EntryType::Block | EntryType::Fifo | EntryType::GNUSparse => {
-                        return Err(ArchiveError::UnsupportedEntry {
-                            path: raw.display().to_string(),
-                            kind: if kind == EntryType::Fifo {
-                                "FIFO"
-                            } else {
-                                "device node or sparse file"
-                            },
-                        }
-                        .into())
-                    }
-                    EntryType::Regular
-                    | EntryType::Continuous
-                    | EntryType::Directory
-                    | EntryType::Symlink
-                    | EntryType::Link => {}
-                    _ => continue,
+                if work_tx.send((seq, module)).is_err() {
+                    return Ok(ControlFlow::Break(()));
                 }
-                let name = match safe_relative_path(&raw)? {
-                    Some(rel) => dotted(&rel, kind == EntryType::Directory),
-                    None => b"./".to_vec(),
+            } else if is_file && size > SPOOL_THRESHOLD {
+                let mut file = tempfile::tempfile_in(spool_dir)
+                    .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
+                let len = match io::copy(&mut checked.entry, &mut file) {
+                    Ok(len) => len,
+                    Err(e) => return Err(read_err(&checked, e)),
                 };
-                bytes = bytes.saturating_add(entry.size());
-                if bytes > limits.max_bytes {
-                    return Err(ArchiveError::TooLarge {
-                        limit: limits.max_bytes,
-                    }
-                    .into());
+                io::Seek::rewind(&mut file)
+                    .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
+                data = Payload::Spooled(file, len);
+            } else if is_file {
+                let mut bytes = Vec::with_capacity(size as usize);
+                if let Err(e) = checked.entry.read_to_end(&mut bytes) {
+                    return Err(read_err(&checked, e));
                 }
-                let link = entry.link_name_bytes().map(|l| l.into_owned());
-                let is_file = matches!(kind, EntryType::Regular | EntryType::Continuous);
-                let is_module = is_file && raw.extension().is_some_and(|e| e == "ko");
-                let header = fresh_header(entry.header(), kind);
-                let mut data = Payload::Memory(Vec::new());
-                if is_module {
-                    summary.modules += 1;
-                    let mut module = Vec::with_capacity(entry.size().min(64 << 20) as usize);
-                    entry.read_to_end(&mut module).map_err(read_err)?;
-                    if work_tx.send((seq, module)).is_err() {
-                        break;
-                    }
-                } else if is_file && entry.size() > SPOOL_THRESHOLD {
-                    let mut file =
-                        tempfile::tempfile_in(spool_dir).map_err(ServiceError::internal)?;
-                    let len = io::copy(&mut entry, &mut file).map_err(read_err)?;
-                    io::Seek::rewind(&mut file).map_err(ServiceError::internal)?;
-                    data = Payload::Spooled(file, len);
-                } else if is_file {
-                    let mut bytes = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut bytes).map_err(read_err)?;
-                    data = Payload::Memory(bytes);
-                }
-                let item = Item {
-                    header,
-                    name,
-                    link,
-                    data,
-                    is_module,
-                };
-                if order_tx.send((seq, item)).is_err() {
-                    break;
-                }
+                data = Payload::Memory(bytes);
             }
-            Ok(summary)
-        })();
+            let item = Item {
+                header,
+                name,
+                link,
+                data,
+                is_module,
+            };
+            if order_tx.send((seq, item)).is_err() {
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .map(|_| summary);
         drop(work_tx);
         drop(order_tx);
         let written = writer.join().expect("writer thread panicked");

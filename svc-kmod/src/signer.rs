@@ -12,11 +12,13 @@
 use std::ptr;
 
 use foreign_types::ForeignType;
+use keystore::SignType;
 use openssl::cms::CmsContentInfo;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use openssl_sys as ffi;
+use servicekit::private_key::{KeyProblem, UnusableKey};
 
 /// The magic string the kernel looks for at a module's end.
 pub const MODULE_SIG_MAGIC: &[u8] = b"~Module signature appended~\n";
@@ -80,18 +82,13 @@ impl HashAlg {
     }
 }
 
-/// Why signing keys cannot be used. Always the operator's to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The private key does not parse.
-    #[error("kernel-signkey.priv is not an unencrypted private key in PEM or DER form")]
-    BadPrivateKey,
-    /// The certificate does not parse.
-    #[error("kernel-signkey.x509 is not a PEM or DER X.509 certificate")]
-    BadCertificate,
-    /// Key and certificate are not a pair.
-    #[error("kernel-signkey.priv does not match the public key in kernel-signkey.x509")]
-    Mismatch,
+/// The key and certificate files, under `<machine>/kmodsign/`.
+pub const KEY_FILE: &str = "kernel-signkey.priv";
+/// See [`KEY_FILE`].
+pub const CERT_FILE: &str = "kernel-signkey.x509";
+
+fn unusable(name: &str, problem: KeyProblem) -> UnusableKey {
+    UnusableKey::new(SignType::Kmod, name, problem)
 }
 
 /// A module signer holding one key pair and hash algorithm; shareable across threads.
@@ -104,18 +101,26 @@ pub struct ModuleSigner {
 impl ModuleSigner {
     /// Builds a signer from key and certificate bytes (PEM or DER, as
     /// sign-file accepts) and checks they belong together.
-    pub fn new(key: &[u8], cert: &[u8], hash: HashAlg) -> Result<Self, KeyError> {
-        let key = servicekit::private_key::parse(key).map_err(|_| KeyError::BadPrivateKey)?;
+    pub fn new(key: &[u8], cert: &[u8], hash: HashAlg) -> Result<Self, UnusableKey> {
+        let key = servicekit::private_key::parse(key)
+            .map_err(|_| unusable(KEY_FILE, KeyProblem::NotAKey))?;
         // sign-file treats data starting with a DER SEQUENCE as DER, else PEM.
         let cert = if cert.starts_with(&[0x30, 0x82]) {
             X509::from_der(cert)
         } else {
             X509::from_pem(cert)
         }
-        .map_err(|_| KeyError::BadCertificate)?;
-        let public = cert.public_key().map_err(|_| KeyError::BadCertificate)?;
+        .map_err(|_| unusable(CERT_FILE, KeyProblem::NotACertificate))?;
+        let public = cert
+            .public_key()
+            .map_err(|_| unusable(CERT_FILE, KeyProblem::NotACertificate))?;
         if !public.public_eq(&key) {
-            return Err(KeyError::Mismatch);
+            return Err(unusable(
+                KEY_FILE,
+                KeyProblem::Mismatch {
+                    certificate: CERT_FILE,
+                },
+            ));
         }
         Ok(Self { key, cert, hash })
     }

@@ -7,7 +7,8 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use svc_kmod::signer::{strip_signature, HashAlg, KeyError, ModuleSigner, MODULE_SIG_MAGIC};
+use servicekit::private_key::{KeyProblem, UnusableKey};
+use svc_kmod::signer::{strip_signature, HashAlg, ModuleSigner, MODULE_SIG_MAGIC};
 
 const HASHES: [HashAlg; 3] = [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512];
 
@@ -221,19 +222,22 @@ fn unusable_keys_are_named_errors() {
     let key_a = std::fs::read(&a.key_pem).unwrap();
     let cert_a = std::fs::read(&a.cert_pem).unwrap();
     let cert_b = std::fs::read(&b.cert_der).unwrap();
-    assert!(matches!(
-        ModuleSigner::new(&key_a, &cert_b, HashAlg::Sha256),
-        Err(KeyError::Mismatch)
-    ));
-    assert!(matches!(
-        ModuleSigner::new(b"not a key", &cert_a, HashAlg::Sha256),
-        Err(KeyError::BadPrivateKey)
-    ));
-    assert!(matches!(
-        ModuleSigner::new(&key_a, b"not a cert", HashAlg::Sha256),
-        Err(KeyError::BadCertificate)
-    ));
+    let problem = |result: Result<ModuleSigner, UnusableKey>| match result {
+        Err(e) => (e.file.clone(), e.problem.clone(), e.to_string()),
+        Ok(_) => panic!("unusable keys were accepted"),
+    };
+    let (file, mismatch, msg) = problem(ModuleSigner::new(&key_a, &cert_b, HashAlg::Sha256));
+    assert_eq!(file, "kmodsign/kernel-signkey.priv");
+    assert!(matches!(mismatch, KeyProblem::Mismatch { .. }));
     // The messages name files, never key bytes.
-    let msg = KeyError::Mismatch.to_string();
     assert!(msg.contains("kernel-signkey.priv") && msg.contains("kernel-signkey.x509"));
+    assert_eq!(
+        problem(ModuleSigner::new(b"not a key", &cert_a, HashAlg::Sha256)).1,
+        KeyProblem::NotAKey
+    );
+    let (file, bad_cert, _) = problem(ModuleSigner::new(&key_a, b"not a cert", HashAlg::Sha256));
+    assert_eq!(
+        (file.as_str(), bad_cert),
+        ("kmodsign/kernel-signkey.x509", KeyProblem::NotACertificate)
+    );
 }

@@ -18,25 +18,30 @@ pub mod ta_names;
 use std::future::Future;
 
 use keystore::KeyStore;
-use poem::Endpoint;
-use servicekit::{Readiness, ServiceConfig};
+use servicekit::config::ConfigError;
+use servicekit::demo::DemoKeyStore;
+use servicekit::{ServiceConfig, SigningDomain};
 
 pub use api::OpteeApi;
 
-/// Builds the service's routes: the API, `/health`, `/ready`, `/openapi.json`
-/// and Swagger UI at `/docs`.
-pub fn app(keystore: KeyStore, config: &ServiceConfig) -> impl Endpoint {
-    let readiness = Readiness {
-        keystore: Some(keystore.clone()),
-        ..Readiness::default()
-    };
-    let api = OpteeApi::new(keystore, config.workdir_base.clone(), config.archive_limits);
-    servicekit::openapi_routes(
-        api,
-        readiness,
-        "digsig svc-optee",
-        env!("CARGO_PKG_VERSION"),
-    )
+/// The OP-TEE trusted application signing domain (`optee`).
+pub struct Optee;
+
+impl SigningDomain for Optee {
+    const NAME: &'static str = "optee";
+    type Api = OpteeApi;
+
+    fn api(keystore: KeyStore, config: &ServiceConfig) -> Result<OpteeApi, ConfigError> {
+        Ok(OpteeApi::new(
+            keystore,
+            config.workdir_base.clone(),
+            config.archive_limits,
+        ))
+    }
+
+    fn add_demo_keys(store: &DemoKeyStore) -> Result<(), Box<dyn std::error::Error>> {
+        demo::add_demo_keys(store)
+    }
 }
 
 /// Serves the OP-TEE TA signing service on `listener` until `shutdown`.
@@ -46,5 +51,5 @@ pub async fn run(
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    servicekit::serve(listener, app(keystore, &config), shutdown).await
+    servicekit::domain::run::<Optee>(listener, keystore, config, shutdown).await
 }

@@ -20,6 +20,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use keystore::SignType;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::md::Md;
 use openssl::pkey::{Id, PKey, Private};
@@ -27,6 +28,7 @@ use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 use poem_openapi::Enum;
+use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
 
 /// `SHDR_MAGIC`: "OTSH" read as a little-endian u32.
 pub const SHDR_MAGIC: u32 = 0x4f54_5348;
@@ -68,16 +70,8 @@ impl TaAlgorithm {
     }
 }
 
-/// Why the signing key cannot sign TAs: the server's configuration to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum TaKeyError {
-    /// Not a PEM (or DER) private key, or one protected by a passphrase.
-    #[error("is not an unencrypted PEM private key")]
-    NotAKey,
-    /// A private key, but not RSA: OP-TEE only verifies RSA TA signatures.
-    #[error("is a key of type {0}; OP-TEE verifies TA signatures with RSA keys only")]
-    NotRsa(&'static str),
-}
+/// The key file every request signs with, under `<machine>/opteesign/`.
+pub const KEY_FILE: &str = "optee-signing-key.pem";
 
 /// Why one TA could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +96,14 @@ pub struct TaSigner {
 
 impl TaSigner {
     /// Parses `key` (PEM, or DER) and checks it is RSA.
-    pub fn new(key: &[u8], algo: TaAlgorithm) -> Result<Self, TaKeyError> {
-        let key = servicekit::private_key::parse(key).map_err(|_| TaKeyError::NotAKey)?;
+    pub fn new(key: &[u8], algo: TaAlgorithm) -> Result<Self, UnusableKey> {
+        let unusable = |problem| UnusableKey::new(SignType::Optee, KEY_FILE, problem);
+        let key = servicekit::private_key::parse(key).map_err(|_| unusable(KeyProblem::NotAKey))?;
         if key.id() != Id::RSA {
-            return Err(TaKeyError::NotRsa(key_type_name(key.id())));
+            return Err(unusable(KeyProblem::WrongType {
+                found: key_type_name(key.id()),
+                needs: "OP-TEE verifies TA signatures with RSA keys only",
+            }));
         }
         let sig_len = key.size();
         Ok(Self { key, algo, sig_len })
@@ -212,18 +210,6 @@ fn copy_exact(
 }
 
 /// A key type's name for the misconfiguration message.
-fn key_type_name(id: Id) -> &'static str {
-    match id {
-        Id::EC => "EC",
-        Id::ED25519 => "Ed25519",
-        Id::ED448 => "Ed448",
-        Id::DSA => "DSA",
-        Id::DH => "DH",
-        Id::RSA_PSS => "RSA-PSS (restricted)",
-        _ => "non-RSA",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

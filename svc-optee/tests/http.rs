@@ -346,12 +346,12 @@ fn keys_that_cannot_sign_tas_are_a_named_misconfiguration_without_key_material()
         (
             "ec-machine",
             &ec,
-            "is a key of type EC; OP-TEE verifies TA signatures with RSA keys only",
+            "holds a key of type EC; OP-TEE verifies TA signatures with RSA keys only",
         ),
         (
             "encrypted-machine",
             &enc,
-            "is not an unencrypted PEM private key",
+            "is not an unencrypted private key",
         ),
     ] {
         let reply = curl_post(
@@ -364,7 +364,7 @@ fn keys_that_cannot_sign_tas_are_a_named_misconfiguration_without_key_material()
         assert!(text.contains("server misconfiguration"), "{text}");
         assert!(
             text.contains(&format!(
-                "machine '{machine}' opteesign/optee-signing-key.pem"
+                "key file {machine}/opteesign/optee-signing-key.pem"
             )),
             "{text}"
         );

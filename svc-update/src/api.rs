@@ -5,6 +5,7 @@ use keystore::{KeyFileName, KeyMaterial, KeyStore, Selector, SignType};
 use poem_openapi::payload::{Binary, PlainText};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi, Tags};
+use servicekit::form_fields::{SelectorField, TextField};
 use servicekit::ServiceError;
 
 use crate::artifact_uri::ALLOWED_URIS_VAR;
@@ -33,7 +34,7 @@ fn default_method() -> SwupdateMethod {
 #[derive(Debug, Multipart)]
 pub struct SignSwupdateForm {
     /// Distro name; keys come from `<keyfile-uri>/<distro>/swupdate/`.
-    distro: String,
+    distro: SelectorField,
     /// `RSA` (default) or `CMS`.
     #[oai(default = "default_method")]
     method: SwupdateMethod,
@@ -58,11 +59,11 @@ pub enum SignSwupdateResponse {
 #[derive(Debug, Multipart)]
 pub struct SignMenderForm {
     /// Distro name; the key is `<keyfile-uri>/<distro>/mender/private.key`.
-    distro: String,
+    distro: SelectorField,
     /// `file:///path/to/image.mender` or `s3://bucket/key`, inside one of
     /// the locations the server allows (`DIGSIGSERVER_MENDER_ALLOWED_URIS`).
     #[oai(rename = "artifact-uri")]
-    artifact_uri: String,
+    artifact_uri: TextField,
 }
 
 /// Replies of `POST /sign/mender`.
@@ -122,7 +123,7 @@ impl UpdateApi {
         &self,
         form: SignSwupdateForm,
     ) -> Result<SignSwupdateResponse, ServiceError> {
-        let distro = Selector::parse(&form.distro)?;
+        let distro = form.distro.0;
         if form.sw_description.size() > MAX_SW_DESCRIPTION {
             return Err(ServiceError::TooLarge(format!(
                 "sw-description is {} bytes; the limit is {MAX_SW_DESCRIPTION} (send the sw-description file, not the .swu)",
@@ -137,9 +138,7 @@ impl UpdateApi {
                 "sw-description is empty; send the file's contents".into(),
             ));
         }
-        let misconfigured = |e: crate::swupdate::KeyError| {
-            ServiceError::Misconfigured(format!("distro '{distro}' swupdate keys: {e}"))
-        };
+        let misconfigured = |e: servicekit::private_key::UnusableKey| e.of(&distro);
         let signature = match form.method {
             SwupdateMethod::Rsa => {
                 let key = self
@@ -178,8 +177,8 @@ impl UpdateApi {
         tag = "ApiTags::UpdatePackages"
     )]
     async fn sign_mender(&self, form: SignMenderForm) -> Result<SignMenderResponse, ServiceError> {
-        let distro = Selector::parse(&form.distro)?;
-        let target = self.mender.authorize(&form.artifact_uri).await?;
+        let distro = form.distro.0;
+        let target = self.mender.authorize(&form.artifact_uri.0).await?;
         let key = self.key(&distro, SignType::Mender, "private.key").await?;
         self.mender.sign(&target, &key).await?;
         Ok(SignMenderResponse::Signed(PlainText("Signing successful")))

@@ -26,13 +26,44 @@ use std::path::PathBuf;
 
 use keystore::KeyStore;
 use poem::Endpoint;
-use servicekit::Readiness;
+use servicekit::config::ConfigError;
+use servicekit::demo::DemoKeyStore;
+use servicekit::{Readiness, ServiceConfig, SigningDomain};
 
 pub use api::UpdateApi;
 pub use mender::MenderConfig;
 
-/// Builds the service's routes: the API, `/health`, `/ready`, `/openapi.json`
-/// and Swagger UI at `/docs`.
+/// The update package signing domain (`update`: SWUpdate and Mender).
+pub struct Update;
+
+impl SigningDomain for Update {
+    const NAME: &'static str = "update";
+    type Api = UpdateApi;
+
+    fn api(keystore: KeyStore, config: &ServiceConfig) -> Result<UpdateApi, ConfigError> {
+        Ok(UpdateApi::new(keystore, mender_config(config)?))
+    }
+
+    fn required_tools(config: &ServiceConfig) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+        Ok(required_tools(&mender_config(config)?))
+    }
+
+    fn add_demo_keys(store: &DemoKeyStore) -> Result<(), Box<dyn std::error::Error>> {
+        demo::add_demo_keys(store)
+    }
+}
+
+/// The Mender settings in `config` (`DIGSIGSERVER_MENDER_*`).
+pub fn mender_config(config: &ServiceConfig) -> Result<MenderConfig, ConfigError> {
+    MenderConfig::from_lookup(
+        |name| config.settings.get(name),
+        config.workdir_base.clone(),
+    )
+}
+
+/// Builds the service's routes with Mender settings given in code (tests
+/// replace the tool or the upload policy): the API, `/health`, `/ready`,
+/// `/openapi.json` and Swagger UI at `/docs`.
 pub fn app(keystore: KeyStore, mender: MenderConfig) -> impl Endpoint {
     let readiness = Readiness {
         keystore: Some(keystore.clone()),

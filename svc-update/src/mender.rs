@@ -13,6 +13,10 @@ use crate::artifact_uri::{AllowedUris, ArtifactUri, ALLOWED_URIS_VAR};
 use crate::in_place::{self, BesideCopy, UploadPolicy};
 use crate::mender_tool::{traditional_pem, MenderTool, MENDER_ARTIFACT_VAR};
 
+/// How long `mender-artifact` may run on one artifact (the update domain's
+/// timeout, as the gateway reads it).
+pub const TIMEOUT_VAR: &str = "DIGSIGSERVER_UPDATE_TIMEOUT";
+
 /// The Mender half of the service's settings.
 #[derive(Debug, Clone)]
 pub struct MenderConfig {
@@ -41,10 +45,12 @@ impl MenderConfig {
             value: e.entry().to_string(),
             reason: e.reason(),
         })?;
+        let timeout = servicekit::config::timeout_setting(&lookup, TIMEOUT_VAR)?;
         let tool = MenderTool::locate(
             lookup(MENDER_ARTIFACT_VAR)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            timeout,
         );
         Ok(Self {
             allowed,

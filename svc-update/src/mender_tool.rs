@@ -2,39 +2,36 @@
 //! the one form it reads.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::time::Duration;
 
+use keystore::SignType;
 use openssl::pkey::Id;
+use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
+use servicekit::{ToolError, ToolRun};
 use zeroize::Zeroizing;
 
 /// The variable naming the `mender-artifact` binary (default: found on PATH).
 pub const MENDER_ARTIFACT_VAR: &str = "DIGSIGSERVER_MENDER_ARTIFACT";
 
-/// A signing key that `mender-artifact` cannot use.
-#[derive(Debug, thiserror::Error)]
-pub enum MenderKeyError {
-    /// Not a PEM private key (or an encrypted one).
-    #[error("mender/private.key is not an unencrypted PEM private key")]
-    NotAKey,
-    /// A key type Mender does not sign with.
-    #[error("mender/private.key is a {0} key; Mender artifacts are signed with RSA or ECDSA keys")]
-    WrongType(&'static str),
-}
-
 /// Rewrites a PEM private key in the "traditional" form `mender-artifact`
 /// 3.9 insists on (`BEGIN RSA PRIVATE KEY` / `BEGIN EC PRIVATE KEY`): it
 /// refuses PKCS#8 (`BEGIN PRIVATE KEY`), which is what `openssl genpkey`
 /// writes today. The bytes are wiped when dropped.
-pub fn traditional_pem(key: &[u8]) -> Result<Zeroizing<Vec<u8>>, MenderKeyError> {
-    let pkey = servicekit::private_key::parse(key).map_err(|_| MenderKeyError::NotAKey)?;
+pub fn traditional_pem(key: &[u8]) -> Result<Zeroizing<Vec<u8>>, UnusableKey> {
+    let unusable = |problem| UnusableKey::new(SignType::Mender, "private.key", problem);
+    let pkey = servicekit::private_key::parse(key).map_err(|_| unusable(KeyProblem::NotAKey))?;
     let pem = match pkey.id() {
         Id::RSA => pkey.rsa().and_then(|k| k.private_key_to_pem()),
         Id::EC => pkey.ec_key().and_then(|k| k.private_key_to_pem()),
-        Id::ED25519 => return Err(MenderKeyError::WrongType("Ed25519")),
-        Id::DSA => return Err(MenderKeyError::WrongType("DSA")),
-        _ => return Err(MenderKeyError::WrongType("non-RSA, non-EC")),
+        other => {
+            return Err(unusable(KeyProblem::WrongType {
+                found: key_type_name(other),
+                needs: "Mender artifacts are signed with RSA or ECDSA keys",
+            }))
+        }
     };
-    pem.map(Zeroizing::new).map_err(|_| MenderKeyError::NotAKey)
+    pem.map(Zeroizing::new)
+        .map_err(|_| unusable(KeyProblem::NotAKey))
 }
 
 /// Why `mender-artifact sign` did not produce a signed artifact.
@@ -49,20 +46,22 @@ pub enum MenderToolError {
     /// The tool rejected the input, most likely not a Mender artifact (422).
     #[error("mender-artifact could not sign the artifact: {0}")]
     Rejected(String),
-    /// The tool could not be run at all (500).
-    #[error("cannot run mender-artifact: {0}")]
-    Spawn(std::io::Error),
+    /// The tool crashed, hung or could not be started (500).
+    #[error("mender-artifact failed on the server: {0}")]
+    Failed(#[source] ToolError),
 }
 
 /// The `mender-artifact` binary.
 #[derive(Debug, Clone)]
 pub struct MenderTool {
     path: Option<PathBuf>,
+    timeout: Duration,
 }
 
 impl MenderTool {
-    /// `configured` if given, else `mender-artifact` on PATH.
-    pub fn locate(configured: Option<PathBuf>) -> Self {
+    /// `configured` if given, else `mender-artifact` on PATH; a signing may
+    /// run for `timeout`.
+    pub fn locate(configured: Option<PathBuf>, timeout: Duration) -> Self {
         let path = configured.or_else(|| {
             std::env::var_os("PATH").and_then(|paths| {
                 std::env::split_paths(&paths)
@@ -70,7 +69,7 @@ impl MenderTool {
                     .find(|candidate| candidate.is_file())
             })
         });
-        Self { path }
+        Self { path, timeout }
     }
 
     /// Where the binary is, for readiness reports.
@@ -80,11 +79,10 @@ impl MenderTool {
             .unwrap_or_else(|| PathBuf::from("mender-artifact (not found on PATH)"))
     }
 
-    /// Runs `mender-artifact sign input -k key -o output`. The tool itself
-    /// writes a temporary file in `output`'s directory and renames it, so
-    /// `output` is either absent or complete. The child is killed if the
-    /// request is dropped. Messages name `input` as `shown`, never the
-    /// server's paths.
+    /// Runs `mender-artifact sign input -k key -o output` with servicekit's
+    /// vendor-tool runner, in `output`'s (private) directory. The tool writes
+    /// a temporary file there and renames it, so `output` is either absent or
+    /// complete. Messages name `input` as `shown`, never the server's paths.
     pub async fn sign(
         &self,
         input: &Path,
@@ -93,39 +91,32 @@ impl MenderTool {
         shown: &str,
     ) -> Result<(), MenderToolError> {
         let program = self.path.as_ref().ok_or(MenderToolError::NotInstalled)?;
-        let result = tokio::process::Command::new(program)
+        let workdir = output.parent().unwrap_or(Path::new("."));
+        let result = ToolRun::new(program, workdir)
             .arg("sign")
             .arg(input)
             .arg("-k")
             .arg(key)
             .arg("-o")
             .arg(output)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
+            .timeout(self.timeout)
+            .run()
             .await;
-        let out = match result {
-            Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(MenderToolError::NotInstalled)
-            }
-            Err(e) => return Err(MenderToolError::Spawn(e)),
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(ToolError::NotFound { .. }) => return Err(MenderToolError::NotInstalled),
+            Err(err @ ToolError::Exited { .. }) => err,
+            Err(err) => return Err(MenderToolError::Failed(err)),
         };
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut message = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if message.is_empty() {
-            message = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        }
-        if message.contains("already signed") {
+        let output_text = err.output().map(|o| o.message(workdir)).unwrap_or_default();
+        if output_text.contains("already signed") {
             return Err(MenderToolError::AlreadySigned);
         }
-        let message = message
+        let message = output_text
             .replace(&*input.to_string_lossy(), shown)
             .replace(&*key.to_string_lossy(), "<key>");
         Err(MenderToolError::Rejected(if message.is_empty() {
-            format!("it exited with {}", out.status)
+            err.to_string()
         } else {
             message
         }))
@@ -160,8 +151,8 @@ mod tests {
         let err = traditional_pem(&ed.private_key_to_pem_pkcs8().unwrap()).unwrap_err();
         assert!(err.to_string().contains("Ed25519"), "{err}");
         assert!(matches!(
-            traditional_pem(b"-----BEGIN CERTIFICATE-----\n"),
-            Err(MenderKeyError::NotAKey)
+            traditional_pem(b"-----BEGIN CERTIFICATE-----\n").map_err(|e| e.problem),
+            Err(KeyProblem::NotAKey)
         ));
     }
 }

@@ -5,7 +5,7 @@ use servicekit::ServiceError;
 
 use crate::artifact_uri::UriError;
 use crate::in_place::TransferError;
-use crate::mender_tool::{MenderKeyError, MenderToolError};
+use crate::mender_tool::MenderToolError;
 
 impl From<UriError> for ServiceError {
     fn from(err: UriError) -> Self {
@@ -38,15 +38,9 @@ impl From<MenderToolError> for ServiceError {
             MenderToolError::AlreadySigned | MenderToolError::Rejected(_) => {
                 ServiceError::Unprocessable(msg)
             }
-            MenderToolError::NotInstalled | MenderToolError::Spawn(_) => {
+            MenderToolError::NotInstalled | MenderToolError::Failed(_) => {
                 ServiceError::Misconfigured(msg)
             }
         }
-    }
-}
-
-impl From<MenderKeyError> for ServiceError {
-    fn from(err: MenderKeyError) -> Self {
-        ServiceError::Misconfigured(err.to_string())
     }
 }

@@ -9,59 +9,40 @@
 //!   certificate and the signing-time attribute (so no two are alike; SWUpdate
 //!   and `openssl cms -verify` check it).
 
+use keystore::SignType;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use openssl::x509::X509;
+use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
 
-/// Why keys from the key store cannot sign; names the file, never its bytes.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Not a private key in PEM or DER.
-    #[error("{file} is not an unencrypted private key in PEM or DER form")]
-    BadPrivateKey {
-        /// The key's file name.
-        file: &'static str,
-    },
-    /// `rsa-private.key` holds a key of another type.
-    #[error("{file} holds a {found} key; the RSA method needs an RSA key")]
-    NotRsa {
-        /// The key's file name.
-        file: &'static str,
-        /// The type found.
-        found: String,
-    },
-    /// Not an X.509 certificate in PEM or DER.
-    #[error("{file} is not an X.509 certificate in PEM or DER form")]
-    BadCertificate {
-        /// The certificate's file name.
-        file: &'static str,
-    },
-    /// The key does not belong to the certificate.
-    #[error("cms-private.key does not match the public key in cms.cert")]
-    Mismatch,
+fn unusable(file: &str, problem: KeyProblem) -> UnusableKey {
+    UnusableKey::new(SignType::Swupdate, file, problem)
 }
 
-fn private_key(bytes: &[u8], file: &'static str) -> Result<PKey<Private>, KeyError> {
-    servicekit::private_key::parse(bytes).map_err(|_| KeyError::BadPrivateKey { file })
+fn private_key(bytes: &[u8], file: &'static str) -> Result<PKey<Private>, UnusableKey> {
+    servicekit::private_key::parse(bytes).map_err(|_| unusable(file, KeyProblem::NotAKey))
 }
 
-fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, KeyError> {
+fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, UnusableKey> {
     X509::from_pem(bytes)
         .or_else(|_| X509::from_der(bytes))
-        .map_err(|_| KeyError::BadCertificate { file })
+        .map_err(|_| unusable(file, KeyProblem::NotACertificate))
 }
 
 /// The RSA method: a PKCS#1 v1.5 signature over the SHA-256 of `data`.
-pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
+pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
     const FILE: &str = "rsa-private.key";
     let key = private_key(key, FILE)?;
     if key.rsa().is_err() {
-        return Err(KeyError::NotRsa {
-            file: FILE,
-            found: format!("{:?}", key.id()),
-        });
+        return Err(unusable(
+            FILE,
+            KeyProblem::WrongType {
+                found: key_type_name(key.id()),
+                needs: "the RSA method needs an RSA key",
+            },
+        ));
     }
     let mut signer = Signer::new(MessageDigest::sha256(), &key).expect("an RSA key signs");
     signer.update(data).expect("hashing cannot fail");
@@ -69,7 +50,15 @@ pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
 }
 
 /// The CMS method: a detached DER SignedData over `data`.
-pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError> {
+pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
+    let mismatch = || {
+        unusable(
+            "cms-private.key",
+            KeyProblem::Mismatch {
+                certificate: "cms.cert",
+            },
+        )
+    };
     let cert = certificate(cert, "cms.cert")?;
     let key = private_key(key, "cms-private.key")?;
     if !cert
@@ -77,11 +66,11 @@ pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyErro
         .map(|p| p.public_eq(&key))
         .unwrap_or(false)
     {
-        return Err(KeyError::Mismatch);
+        return Err(mismatch());
     }
     let flags = CMSOptions::BINARY | CMSOptions::DETACHED | CMSOptions::NOSMIMECAP;
     let cms = CmsContentInfo::sign(Some(&cert), Some(&key), None, Some(data), flags)
-        .map_err(|_| KeyError::Mismatch)?;
+        .map_err(|_| mismatch())?;
     Ok(cms.to_der().expect("a signed CMS encodes"))
 }
 
@@ -116,10 +105,13 @@ mod tests {
             .unwrap()
             .private_key_to_pem_pkcs8()
             .unwrap();
-        assert!(matches!(sign_rsa(&pem, b"x"), Err(KeyError::NotRsa { .. })));
         assert!(matches!(
-            sign_rsa(b"garbage", b"x"),
-            Err(KeyError::BadPrivateKey { .. })
+            sign_rsa(&pem, b"x").map_err(|e| e.problem),
+            Err(KeyProblem::WrongType { found: "EC", .. })
+        ));
+        assert!(matches!(
+            sign_rsa(b"garbage", b"x").map_err(|e| e.problem),
+            Err(KeyProblem::NotAKey)
         ));
     }
 }

@@ -471,7 +471,10 @@ fn a_signing_cut_short_kills_the_tool_and_leaves_nothing_beside_the_artifact() {
     .unwrap();
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut config = config(&allow_dir(deploy.path()));
-    config.tool = svc_update::mender_tool::MenderTool::locate(Some(tool));
+    config.tool = svc_update::mender_tool::MenderTool::locate(
+        Some(tool),
+        servicekit::config::DEFAULT_DOMAIN_TIMEOUT,
+    );
     let signer = svc_update::mender::MenderSigner::new(config);
     let artifact = deploy.path().join("image.mender");
     make_artifact(&artifact, 1000);

@@ -1,0 +1,69 @@
+//! A signing domain as the gateway and a service binary see it: one trait,
+//! implemented once per service crate, so adding a domain is that impl, one
+//! line in the gateway's list and its compose/Dockerfile entries.
+
+use std::error::Error;
+use std::future::Future;
+use std::path::PathBuf;
+
+use keystore::KeyStore;
+use poem::Endpoint;
+use poem_openapi::OpenApi;
+
+use crate::config::ConfigError;
+use crate::demo::DemoKeyStore;
+use crate::{Readiness, ServiceConfig};
+
+/// One signing domain: its name, its API and what it needs to run.
+pub trait SigningDomain: 'static {
+    /// Lower-case name, as in `svc-<name>`, `DIGSIGSERVER_<NAME>_URL`,
+    /// `/ready` and the logs.
+    const NAME: &'static str;
+
+    /// The domain's OpenAPI operations (the service crate's own types).
+    type Api: OpenApi + Send + Sync + 'static;
+
+    /// Builds the API, signing with keys from `keystore`; domain settings
+    /// come from `config.settings`.
+    fn api(keystore: KeyStore, config: &ServiceConfig) -> Result<Self::Api, ConfigError>;
+
+    /// Vendor tools the domain runs, by name and path, for `/ready`.
+    fn required_tools(config: &ServiceConfig) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+        let _ = config;
+        Ok(Vec::new())
+    }
+
+    /// Adds throwaway keys for machine/distro `demo` (for `--demo`).
+    fn add_demo_keys(store: &DemoKeyStore) -> Result<(), Box<dyn Error>>;
+}
+
+/// A domain's routes as its own service: the API, `/health`, `/ready`,
+/// `/openapi.json` and Swagger UI at `/docs`.
+pub fn app<D: SigningDomain>(
+    keystore: KeyStore,
+    config: &ServiceConfig,
+) -> Result<impl Endpoint, ConfigError> {
+    let readiness = Readiness {
+        keystore: Some(keystore.clone()),
+        tools: D::required_tools(config)?,
+        ..Readiness::default()
+    };
+    let api = D::api(keystore, config)?;
+    Ok(crate::openapi_routes(
+        api,
+        readiness,
+        &format!("digsig svc-{}", D::NAME),
+        env!("CARGO_PKG_VERSION"),
+    ))
+}
+
+/// Serves domain `D` on `listener` until `shutdown`.
+pub async fn run<D: SigningDomain>(
+    listener: tokio::net::TcpListener,
+    keystore: KeyStore,
+    config: ServiceConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let app = app::<D>(keystore, &config).map_err(std::io::Error::other)?;
+    crate::serve(listener, app, shutdown).await
+}
