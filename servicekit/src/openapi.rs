@@ -1,7 +1,8 @@
 //! A service's HTTP surface: its OpenAPI operations at `/`, the document at
 //! `/openapi.json` and Swagger UI at `/docs`.
 
-use poem::Route;
+use poem::http::Method;
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 /// Routes for `api` (plus the health endpoints for `readiness`), described
@@ -28,4 +29,15 @@ pub fn openapi_routes<T: OpenApi + 'static>(
                 poem::IntoEndpoint::into_endpoint(api),
             ),
         )
+}
+
+/// `ep`, with `GET /` redirected to Swagger UI at `/docs` (a person who
+/// points a browser at the server lands on the documentation).
+pub fn docs_at_root<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    ep.around(|ep, req| async move {
+        if req.uri().path() == "/" && req.method() == Method::GET {
+            return Ok(poem::web::Redirect::see_other("/docs").into_response());
+        }
+        ep.call(req).await.map(IntoResponse::into_response)
+    })
 }

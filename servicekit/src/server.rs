@@ -31,9 +31,9 @@ where
     A: IntoEndpoint,
     A::Endpoint: 'static,
 {
-    let app = with_request_id(drain_unread_body(
+    let app = with_request_id(drain_unread_body(crate::openapi::docs_at_root(
         app.into_endpoint().with(CatchPanic::new()),
-    ));
+    )));
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
         .await
