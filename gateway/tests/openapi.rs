@@ -18,6 +18,33 @@ const BUILT_ENDPOINTS: [&str; 4] = [
     "/sign/mender",
 ];
 
+#[test]
+fn schemathesis_finds_nothing_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = gateway(tmp.path());
+    // positive_data_acceptance is left out: the document cannot say that an
+    // artifact must be a gzip tarball, so schema-valid random bytes get a
+    // 400 that is right. Every other check runs (server errors, status codes
+    // and headers as documented, content types, negative data rejected,
+    // methods not allowed).
+    let out = Command::new("schemathesis")
+        .args(["run", "--max-examples", "40", "--seed", "1"])
+        .args(["--exclude-checks", "positive_data_acceptance"])
+        .arg(format!("{}/openapi.json", gw.url))
+        .env("NO_COLOR", "1")
+        .current_dir(tmp.path())
+        .output()
+        .expect("schemathesis (PyPI) is not installed; scripts/test installs it");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("6 selected / 6 total"), "{report}");
+    assert!(!report.contains(" 0 generated"), "{report}");
+}
+
 fn gateway(tmp: &std::path::Path) -> TestGateway {
     let root = tmp.join("keys");
     kmod_keystore(&root, "m", KeyKind::Rsa(2048), "openapi");
@@ -90,10 +117,16 @@ fn the_document_is_valid_openapi_3_and_describes_every_built_endpoint() {
         serde_json::json!(["sha256", "sha384", "sha512"]),
         "{hashalg}"
     );
+    // Name fields state the server's rule and an example Swagger UI's
+    // "Try it out" sends (not the literal `string`).
+    let machine = &form["properties"]["machine"];
+    assert_eq!(machine["example"], "demo", "{machine}");
+    assert_eq!(machine["pattern"], "^[A-Za-z0-9._+-]{1,128}$", "{machine}");
+    assert_eq!(machine["maxLength"], 128, "{machine}");
     // Replies: the signed tarball and every error status.
     let responses = op["responses"].as_object().unwrap();
     assert!(responses["200"]["content"]["application/octet-stream"].is_object());
-    for status in ["400", "403", "404", "413", "422", "500", "503"] {
+    for status in ["400", "403", "404", "413", "415", "422", "500", "503"] {
         assert!(
             responses.contains_key(status),
             "status {status} not documented"
