@@ -20,6 +20,19 @@ fn keystore(tmp: &Path, machine: &str) -> (String, KeyPair) {
     (format!("file://{}", root.display()), keys)
 }
 
+/// An embedded gateway with keys for machine `m`, and the bbclass's module
+/// tarball as a curl `-F` argument.
+fn gateway_and_artifact(tmp: &Path) -> (TestGateway, String) {
+    let (uri, _) = keystore(tmp, "m");
+    let gw = TestGateway::embedded(&uri);
+    client_tree(tmp);
+    let artifact = format!(
+        "artifact=@{}",
+        tmp.join("client/modules-in.tar.gz").display()
+    );
+    (gw, artifact)
+}
+
 fn text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
@@ -27,13 +40,7 @@ fn text(body: &[u8]) -> String {
 #[test]
 fn a_machine_without_keys_is_named_but_the_key_store_is_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let (uri, _) = keystore(tmp.path(), "m");
-    let gw = TestGateway::embedded(&uri);
-    client_tree(tmp.path());
-    let artifact = format!(
-        "artifact=@{}",
-        tmp.path().join("client/modules-in.tar.gz").display()
-    );
+    let (gw, artifact) = gateway_and_artifact(tmp.path());
     let (status, _, body) = curl(
         &format!("{}/sign/modules", gw.url),
         &["-F", "machine=raspberrypi4", "-F", &artifact],
@@ -62,13 +69,7 @@ fn a_machine_without_keys_is_named_but_the_key_store_is_not() {
 #[test]
 fn field_mistakes_say_what_to_fix() {
     let tmp = tempfile::tempdir().unwrap();
-    let (uri, _) = keystore(tmp.path(), "m");
-    let gw = TestGateway::embedded(&uri);
-    client_tree(tmp.path());
-    let artifact = format!(
-        "artifact=@{}",
-        tmp.path().join("client/modules-in.tar.gz").display()
-    );
+    let (gw, artifact) = gateway_and_artifact(tmp.path());
     let empty = tmp.path().join("empty.tar.gz");
     std::fs::write(&empty, b"").unwrap();
     let long_name = tmp.path().join("long-name");

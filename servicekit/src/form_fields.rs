@@ -33,39 +33,48 @@ pub async fn read_text_field(field: Field) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
 }
 
+/// Implements poem-openapi's `Type` for a form field that is one string in
+/// the document, described by `schema`.
+macro_rules! string_field_type {
+    ($ty:ty, $name:literal, $schema:expr) => {
+        impl Type for $ty {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> Cow<'static, str> {
+                $name.into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                let schema: fn() -> MetaSchema = $schema;
+                MetaSchemaRef::Inline(Box::new(schema()))
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(
+                &'a self,
+            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                Box::new(self.as_raw_value().into_iter())
+            }
+        }
+    };
+}
+
 /// A `machine` or `distro` field: the name keys are looked up under.
 #[derive(Debug, Clone)]
 pub struct SelectorField(pub Selector);
 
-impl Type for SelectorField {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "machine-or-distro".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            pattern: Some(SELECTOR_PATTERN.to_string()),
-            min_length: Some(1),
-            max_length: Some(128),
-            example: Some("demo".into()),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+string_field_type!(SelectorField, "machine-or-distro", || MetaSchema {
+    pattern: Some(SELECTOR_PATTERN.to_string()),
+    min_length: Some(1),
+    max_length: Some(128),
+    example: Some("demo".into()),
+    ..MetaSchema::new("string")
+});
 
 impl ParseFromMultipartField for SelectorField {
     async fn parse_from_multipart(field: Option<Field>) -> ParseResult<Self> {
@@ -88,32 +97,10 @@ impl std::fmt::Display for SelectorField {
 #[derive(Debug, Clone)]
 pub struct TextField(pub String);
 
-impl Type for TextField {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "text".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            max_length: Some(MAX_TEXT_FIELD_BYTES),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+string_field_type!(TextField, "text", || MetaSchema {
+    max_length: Some(MAX_TEXT_FIELD_BYTES),
+    ..MetaSchema::new("string")
+});
 
 impl ParseFromMultipartField for TextField {
     async fn parse_from_multipart(field: Option<Field>) -> ParseResult<Self> {
