@@ -269,6 +269,7 @@ fn gzip_bomb_hits_the_byte_limit() {
     let small = ArchiveLimits {
         max_bytes: 4 * 1024 * 1024,
         max_entries: 100,
+        max_ratio: 0,
     };
     let err = extract_checked(&data, small).unwrap_err();
     assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err:?}");
@@ -286,6 +287,7 @@ fn decompressed_stream_is_capped_even_when_headers_lie() {
     let tight = ArchiveLimits {
         max_bytes: 0,
         max_entries: 50,
+        max_ratio: 0,
     };
     let err = extract_checked(&data, tight).unwrap_err();
     assert!(
@@ -309,6 +311,7 @@ fn too_many_entries() {
         ArchiveLimits {
             max_bytes: 1 << 20,
             max_entries: 10,
+            max_ratio: 0,
         },
     )
     .unwrap_err();
@@ -382,3 +385,98 @@ trait TakeBytes: std::io::Read + Sized {
     }
 }
 impl<R: std::io::Read> TakeBytes for R {}
+
+/// `data` with the gzip trailer's CRC-32 changed: the deflate stream and the
+/// tar inside are intact, only the checksum says the data is not what was sent.
+fn with_bad_crc(mut data: Vec<u8>) -> Vec<u8> {
+    let at = data.len() - 8;
+    data[at] ^= 0xff;
+    data
+}
+
+#[test]
+fn a_wrong_crc_in_the_gzip_trailer_is_corrupt_even_when_the_tar_is_whole() {
+    let data = archive(|b| raw_entry(b, "f", EntryType::Regular, None, b"content"));
+    assert_eq!(extract_checked(&data, limits()).unwrap(), vec!["f"]);
+    let err = extract_checked(&with_bad_crc(data), limits()).unwrap_err();
+    assert!(matches!(err, ArchiveError::Corrupt(_)), "{err:?}");
+}
+
+#[test]
+fn huge_long_name_and_pax_records_are_refused_from_their_header() {
+    // 1 MB of "name": the tar reader would buffer it whole.
+    let long = "d/".repeat(512 * 1024);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_size(7);
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    b.append_data(&mut h, &long, &b"content"[..]).unwrap(); // GNU long-name record
+    let err = extract_checked(&gz(&b.into_inner().unwrap()), limits()).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::MetadataTooLarge { size, .. } if size > 1_000_000),
+        "{err:?}"
+    );
+
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("path", long.as_bytes())])
+        .unwrap();
+    raw_entry(&mut b, "f", EntryType::Regular, None, b"content");
+    let err = extract_checked(&gz(&b.into_inner().unwrap()), limits()).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::MetadataTooLarge { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn names_too_long_for_the_file_system_are_the_clients_mistake() {
+    // A very deep tree: each component is fine, the whole path is not.
+    let deep = format!("{}f", "dir/".repeat(1100));
+    let data = archive(|b| {
+        let mut h = Header::new_gnu();
+        h.set_size(1);
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &deep, &b"x"[..]).unwrap();
+    });
+    let err = extract_checked(&data, limits()).unwrap_err();
+    assert!(matches!(err, ArchiveError::NameTooLong { .. }), "{err:?}");
+    // One component longer than NAME_MAX.
+    let wide = format!("d/{}", "n".repeat(300));
+    let data = archive(|b| {
+        let mut h = Header::new_gnu();
+        h.set_size(1);
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &wide, &b"x"[..]).unwrap();
+    });
+    let err = extract_checked(&data, limits()).unwrap_err();
+    assert!(matches!(err, ArchiveError::NameTooLong { .. }), "{err:?}");
+    assert!(
+        servicekit::ServiceError::from(err)
+            .status()
+            .is_client_error(),
+        "a client's name must not be a 500"
+    );
+}
+
+#[test]
+fn a_gzip_bomb_is_stopped_by_its_ratio_long_before_the_size_limit() {
+    // 1 GiB of zeros in one entry: about 1 MB compressed, 1000:1.
+    let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::best()));
+    let mut h = Header::new_gnu();
+    h.set_path("lib/modules/v/zeros.ko").unwrap();
+    h.set_size(1 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, std::io::Read::take(std::io::repeat(0), 1 << 30))
+        .unwrap();
+    let data = b.into_inner().unwrap().finish().unwrap();
+    let err = extract_checked(&data, limits()).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::TooCompressed { ratio: 200 }),
+        "{err:?}"
+    );
+    assert_eq!(servicekit::ServiceError::from(err).status().as_u16(), 413);
+}

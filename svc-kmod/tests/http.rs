@@ -336,6 +336,12 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
         tarball_with_raw_name(b"/tmp/evil.ko", &module),
     )
     .unwrap();
+    // The same good tarball with a wrong CRC-32 in its gzip trailer: a
+    // corrupted upload must never come back signed.
+    let mut bad_crc = std::fs::read(d.join("ok.tar.gz")).unwrap();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0xff;
+    std::fs::write(d.join("badcrc.tar.gz"), bad_crc).unwrap();
     let empty_tree = d.join("e/lib/modules/v");
     std::fs::create_dir_all(&empty_tree).unwrap();
     std::fs::write(empty_tree.join("modules.dep"), b"").unwrap();
@@ -351,6 +357,11 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
         ),
         (&["machine=good", "artifact=@plain.bin"], 400, "gzip"),
         (&["machine=good", "artifact=@notar.gz"], 400, "tar"),
+        (
+            &["machine=good", "artifact=@badcrc.tar.gz"],
+            400,
+            "not a complete gzip",
+        ),
         (&["machine=../good", "artifact=@ok.tar.gz"], 400, "../good"),
         (&["machine=good/x", "artifact=@ok.tar.gz"], 400, "good/x"),
         (&["machine=good", "artifact=@dotdot.tar.gz"], 400, "evil.ko"),

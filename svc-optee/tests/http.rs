@@ -272,6 +272,21 @@ fn bad_requests_get_4xx_saying_what_to_fix() {
     std::fs::write(build.join(format!("ta/{UUID_A}.stripped.elf")), b"x").unwrap();
     pack(&build, "ta", &build.join("in.tar.gz"));
     std::fs::write(build.join("plain.txt"), "not a tarball").unwrap();
+    // A wrong CRC-32 in the gzip trailer: never signed and returned.
+    let mut bad_crc = std::fs::read(build.join("in.tar.gz")).unwrap();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0xff;
+    std::fs::write(build.join("badcrc.tar.gz"), bad_crc).unwrap();
+    // A path deeper than the file system allows: the client's mistake.
+    let deep = format!("{}{UUID_A}.stripped.elf", "d/".repeat(2000));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, &deep, &b"x"[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+    std::fs::write(build.join("deep.tar.gz"), gz.finish().unwrap()).unwrap();
     let url = format!("{}/sign/optee", s.server.url);
     let cases: &[(&[&str], u16, &str)] = &[
         (
@@ -291,6 +306,16 @@ fn bad_requests_get_4xx_saying_what_to_fix() {
             &["machine=qemu-optee", "artifact=@in.tar.gz", "algo=ECDSA"],
             400,
             "algo",
+        ),
+        (
+            &["machine=qemu-optee", "artifact=@badcrc.tar.gz"],
+            400,
+            "not a complete gzip",
+        ),
+        (
+            &["machine=qemu-optee", "artifact=@deep.tar.gz"],
+            400,
+            "longer than the file system allows",
         ),
     ];
     for (fields, status, want) in cases {

@@ -5,16 +5,26 @@
 use std::io::{self, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use flate2::bufread::MultiGzDecoder;
 use tar::EntryType;
 
+use super::limits::{CountingReader, Tripped};
+use super::tar_guard::{TarHeaderGuard, MAX_METADATA_RECORD};
 use super::{gzip_reader, safe_relative_path, ArchiveError, ArchiveLimits, CappedReader};
 
 /// The decompressed stream entries are read from.
-pub type Decoded<I> = CappedReader<MultiGzDecoder<BufReader<I>>>;
+pub type Decoded<I> = TarHeaderGuard<CappedReader<MultiGzDecoder<BufReader<CountingReader<I>>>>>;
+
+/// Longest member name accepted, in bytes (Linux's PATH_MAX less room for
+/// the work dir it is extracted under).
+pub const MAX_NAME_BYTES: usize = libc::PATH_MAX as usize - 512;
+
+/// Longest single path component (Linux's NAME_MAX, the same on every
+/// architecture).
+pub const MAX_COMPONENT_BYTES: usize = 255;
 
 /// What the stream held, counted as it was read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,15 +46,16 @@ pub struct CheckedEntry<'a, R: Read> {
     pub rel: Option<PathBuf>,
     /// Regular/Continuous, Directory, Symlink or Link: nothing else passes.
     pub kind: EntryType,
-    tripped: Arc<AtomicBool>,
-    limit: u64,
+    tripped: Arc<Tripped>,
+    refused: Arc<AtomicU64>,
+    limits: ArchiveLimits,
 }
 
 impl<R: Read> CheckedEntry<'_, R> {
     /// What a failure reading this entry's data means: the decompressed size
     /// limit (413), or a damaged stream (400).
     pub fn read_error(&self, err: io::Error) -> ArchiveError {
-        classify(&self.tripped, self.limit, err)
+        classify(&self.tripped, &self.refused, &self.limits, err)
     }
 
     /// Whether it is a regular file.
@@ -53,12 +64,46 @@ impl<R: Read> CheckedEntry<'_, R> {
     }
 }
 
-fn classify(tripped: &AtomicBool, limit: u64, err: io::Error) -> ArchiveError {
-    if tripped.load(Ordering::Relaxed) {
-        ArchiveError::TooLarge { limit }
+fn classify(
+    tripped: &Tripped,
+    refused: &AtomicU64,
+    limits: &ArchiveLimits,
+    err: io::Error,
+) -> ArchiveError {
+    let refused_size = refused.load(Ordering::Relaxed);
+    if tripped.size.load(Ordering::Relaxed) {
+        ArchiveError::TooLarge {
+            limit: limits.max_bytes,
+        }
+    } else if tripped.ratio.load(Ordering::Relaxed) {
+        ArchiveError::TooCompressed {
+            ratio: limits.max_ratio,
+        }
+    } else if refused_size > 0 {
+        ArchiveError::MetadataTooLarge {
+            size: refused_size,
+            max: MAX_METADATA_RECORD,
+        }
     } else {
         ArchiveError::Corrupt(err.to_string())
     }
+}
+
+/// Refuses a name no file system here could hold (a client's mistake, not
+/// the server's: 400, not "File name too long" as a 500).
+fn check_name_length(raw: &std::path::Path) -> Result<(), ArchiveError> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = raw.as_os_str().as_bytes();
+    let too_long = bytes.len() > MAX_NAME_BYTES
+        || raw
+            .components()
+            .any(|c| c.as_os_str().len() > MAX_COMPONENT_BYTES);
+    if too_long {
+        return Err(ArchiveError::NameTooLong {
+            path: String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads the gzip tarball `input` once, front to back, calling `visit` with
@@ -75,15 +120,21 @@ where
     I: Read,
     E: From<ArchiveError>,
 {
-    let tripped = Arc::new(AtomicBool::new(false));
+    let tripped = Arc::new(Tripped::default());
+    let refused = Arc::new(AtomicU64::new(0));
+    let compressed = Arc::new(AtomicU64::new(0));
     let limit = limits.max_bytes;
-    let decoded = CappedReader::new(
-        gzip_reader(input)?,
-        limits.max_stream_bytes(),
-        tripped.clone(),
+    let decoded = TarHeaderGuard::new(
+        CappedReader::new(
+            gzip_reader(CountingReader::new(input, compressed.clone()))?,
+            limits,
+            compressed,
+            tripped.clone(),
+        ),
+        refused.clone(),
     );
     let mut archive = tar::Archive::new(decoded);
-    let fail = |e: io::Error| E::from(classify(&tripped, limit, e));
+    let fail = |e: io::Error| E::from(classify(&tripped, &refused, limits, e));
     let mut counts = EntryCounts::default();
     for entry in archive.entries().map_err(fail)? {
         let entry = entry.map_err(fail)?;
@@ -96,7 +147,7 @@ where
         }
         let raw = entry.path().map_err(fail)?.into_owned();
         let kind = entry.header().entry_type();
-        let refused = match kind {
+        let forbidden = match kind {
             EntryType::Char | EntryType::Block => Some("device node"),
             EntryType::Fifo => Some("FIFO"),
             EntryType::GNUSparse => Some("sparse file"),
@@ -109,13 +160,14 @@ where
             // anything else carries no file-system content.
             _ => continue,
         };
-        if let Some(what) = refused {
+        if let Some(what) = forbidden {
             return Err(ArchiveError::UnsupportedEntry {
                 path: raw.display().to_string(),
                 kind: what,
             }
             .into());
         }
+        check_name_length(&raw)?;
         let rel = safe_relative_path(&raw)?;
         if rel.is_none() && kind != EntryType::Directory {
             return Err(ArchiveError::UnsafePath {
@@ -134,7 +186,8 @@ where
             rel,
             kind,
             tripped: tripped.clone(),
-            limit,
+            refused: refused.clone(),
+            limits: *limits,
         };
         if visit(checked)?.is_break() {
             return Ok(counts);

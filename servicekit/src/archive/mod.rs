@@ -5,10 +5,13 @@
 //! enforces, before a caller sees an entry:
 //!
 //! - the limits ([`limits`]): entry count, content bytes, and decompressed
-//!   bytes counted as they are produced, so a gzip bomb ends as
-//!   [`ArchiveError::TooLarge`], not a full disk or memory;
+//!   bytes counted as they are produced, in all and per compressed byte, so
+//!   a gzip bomb ends as [`ArchiveError::TooCompressed`] or
+//!   [`ArchiveError::TooLarge`] early, not as a full disk or memory;
 //! - the entry types: no device nodes, FIFOs or sparse files;
-//! - the name rules ([`paths`]): relative, no `..`;
+//! - the name rules ([`paths`]): relative, no `..`, no longer than the file
+//!   system allows; long-name and pax records at most 64 KiB ([`tar_guard`],
+//!   checked from their header before the tar reader buffers them);
 //! - the gzip stream's integrity: it is read to its end after the tar's
 //!   end-of-archive, so a damaged CRC or a truncated trailer is refused.
 //!
@@ -23,13 +26,14 @@ pub mod gzip;
 pub mod limits;
 pub mod pack;
 pub mod paths;
+pub mod tar_guard;
 
 use std::io;
 
 pub use entries::{for_each_checked_entry, CheckedEntry};
 pub use extract::{extract_tar_gz, ExtractSummary};
 pub use gzip::gzip_reader;
-pub use limits::{ArchiveLimits, CappedReader};
+pub use limits::{ArchiveLimits, CappedReader, CountingReader};
 pub use pack::{append_raw, pack_tar_gz};
 pub use paths::safe_relative_path;
 
@@ -67,6 +71,26 @@ pub enum ArchiveError {
     TooLarge {
         /// The limit (DIGSIGSERVER_MAX_ARTIFACT_BYTES).
         limit: u64,
+    },
+    /// A long-name, long-link or pax record is larger than any real name.
+    #[error("a tar long-name or pax record of {size} bytes is not allowed (at most {max} bytes)")]
+    MetadataTooLarge {
+        /// Its declared size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A member's name is longer than the file system allows.
+    #[error("member '{path}...' is not allowed: its name is longer than the file system allows")]
+    NameTooLong {
+        /// The start of the name.
+        path: String,
+    },
+    /// The stream expands more than the allowed ratio: a gzip bomb.
+    #[error("the artifact expands more than {ratio}:1 when decompressed (the server's limit); is it a gzip bomb?")]
+    TooCompressed {
+        /// The limit (DIGSIGSERVER_MAX_ARTIFACT_RATIO).
+        ratio: u64,
     },
     /// The archive holds more entries than allowed.
     #[error("archive has more than the server's limit of {limit} entries")]
