@@ -51,6 +51,35 @@ enum Payload {
     Spooled(std::fs::File, u64),
 }
 
+/// A module on its way to a signer: small ones in memory, larger ones in a
+/// temp file in the work dir, so memory does not grow with module size.
+enum Module {
+    Memory(Vec<u8>),
+    Spooled(tempfile::NamedTempFile),
+}
+
+/// A signed module: whole in memory, or its (unsigned) body in a file plus
+/// the bytes to append.
+enum Signed {
+    Memory(Vec<u8>),
+    Spooled(tempfile::NamedTempFile, Vec<u8>),
+}
+
+impl Module {
+    fn sign(self, signer: &ModuleSigner) -> Result<Signed, String> {
+        match self {
+            Module::Memory(module) => signer
+                .sign_module(&module)
+                .map(Signed::Memory)
+                .map_err(|e| e.to_string()),
+            Module::Spooled(file) => signer
+                .sign_spooled(file.path())
+                .map(|suffix| Signed::Spooled(file, suffix))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// Reads a gzip tarball from `input`, signs every regular `*.ko` file, and
 /// writes the result as a gzip tarball to `output` at compression `level`.
 /// Large non-module files are spooled in `spool_dir` (the request's work dir).
@@ -68,9 +97,9 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
 
     std::thread::scope(|scope| {
         // reader -> workers (modules) and reader -> writer (everything, in order)
-        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers * 2);
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Module)>(workers * 2);
         let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
-        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Result<Vec<u8>, String>)>(workers * 2);
+        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Result<Signed, String>)>(workers * 2);
         let (order_tx, order_rx) = mpsc::sync_channel::<(u64, Item)>(workers * 4);
 
         for _ in 0..workers {
@@ -79,7 +108,7 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
             scope.spawn(move || loop {
                 let next = work_rx.lock().unwrap().recv();
                 let Ok((seq, module)) = next else { return };
-                let signed = signer.sign_module(&module).map_err(|e| e.to_string());
+                let signed = module.sign(signer);
                 if done_tx.send((seq, signed)).is_err() {
                     return;
                 }
@@ -108,10 +137,20 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
             let mut data = Payload::Memory(Vec::new());
             if is_module {
                 summary.modules += 1;
-                let mut module = Vec::with_capacity(size.min(64 << 20) as usize);
-                if let Err(e) = checked.entry.read_to_end(&mut module) {
-                    return Err(read_err(&checked, e));
-                }
+                let module = if size > SPOOL_THRESHOLD {
+                    let mut file = tempfile::NamedTempFile::new_in(spool_dir)
+                        .map_err(|e| ServiceError::internal_from("cannot spool a module", e))?;
+                    if let Err(e) = io::copy(&mut checked.entry, &mut file) {
+                        return Err(read_err(&checked, e));
+                    }
+                    Module::Spooled(file)
+                } else {
+                    let mut module = Vec::with_capacity(size as usize);
+                    if let Err(e) = checked.entry.read_to_end(&mut module) {
+                        return Err(read_err(&checked, e));
+                    }
+                    Module::Memory(module)
+                };
                 if work_tx.send((seq, module)).is_err() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -185,13 +224,13 @@ fn fresh_header(old: &tar::Header, kind: EntryType) -> tar::Header {
 /// Writes entries in sequence order, waiting for each module's signature.
 fn write_ordered<W: Write>(
     order_rx: mpsc::Receiver<(u64, Item)>,
-    done_rx: mpsc::Receiver<(u64, Result<Vec<u8>, String>)>,
+    done_rx: mpsc::Receiver<(u64, Result<Signed, String>)>,
     output: W,
     level: u32,
 ) -> Result<W, ServiceError> {
     let gz = flate2::write::GzEncoder::new(output, flate2::Compression::new(level));
     let mut builder = tar::Builder::new(gz);
-    let mut signed: BTreeMap<u64, Result<Vec<u8>, String>> = BTreeMap::new();
+    let mut signed: BTreeMap<u64, Result<Signed, String>> = BTreeMap::new();
     let io_err =
         |e: io::Error| ServiceError::Internal(format!("writing the signed tarball failed: {e}"));
     for (seq, mut item) in order_rx {
@@ -207,10 +246,27 @@ fn write_ordered<W: Write>(
                     Err(_) => return Err(ServiceError::Internal("signing workers stopped".into())),
                 }
             };
-            item.data =
-                Payload::Memory(result.map_err(|e| {
-                    ServiceError::Internal(format!("signing a module failed: {e}"))
-                })?);
+            item.data = match result
+                .map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?
+            {
+                Signed::Memory(bytes) => Payload::Memory(bytes),
+                Signed::Spooled(file, suffix) => {
+                    let body = file.reopen().map_err(io_err)?;
+                    let len = body.metadata().map_err(io_err)?.len();
+                    item.header.set_size(len + suffix.len() as u64);
+                    append_raw(
+                        &mut builder,
+                        &mut item.header,
+                        &item.name,
+                        item.link.as_deref(),
+                        body.chain(&suffix[..]),
+                    )
+                    .map_err(io_err)?;
+                    // The temp file goes now, not at the end of the request.
+                    drop(file);
+                    continue;
+                }
+            };
         }
         match item.data {
             Payload::Memory(bytes) => {

@@ -9,6 +9,9 @@
 //! deterministic, so we make the same calls through OpenSSL and get the same
 //! bytes, in-process, on every core.
 
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::ptr;
 
 use foreign_types::ForeignType;
@@ -43,6 +46,9 @@ extern "C" {
         md: *const ffi::EVP_MD,
         flags: u32,
     ) -> *mut libc::c_void;
+    // Not bound by openssl-sys either: a BIO reading a file by name, which
+    // OpenSSL reads as it hashes.
+    fn BIO_new_file(filename: *const libc::c_char, mode: *const libc::c_char) -> *mut ffi::BIO;
     fn CMS_final(
         cms: *mut ffi::CMS_ContentInfo,
         data: *mut ffi::BIO,
@@ -126,59 +132,158 @@ impl ModuleSigner {
     }
 
     /// The detached CMS signature (DER) over `module`, as sign-file makes it.
-    pub fn cms_signature(&self, module: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    pub fn cms_signature(&self, module: &[u8]) -> Result<Vec<u8>, SignError> {
+        // BIO_new_mem_buf takes an int length; a longer buffer would be cut
+        // (or, cast, read up to its first NUL): such modules go through
+        // `sign_spooled`, which streams a file of any size.
+        let len = libc::c_int::try_from(module.len())
+            .map_err(|_| SignError::TooLargeForMemory(module.len() as u64))?;
+        // SAFETY: the buffer outlives the BIO, which is freed before return.
         unsafe {
-            let cms = ffi::CMS_sign(
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                CMS_NOCERTS | CMS_PARTIAL | CMS_BINARY | CMS_DETACHED | CMS_STREAM,
-            );
-            if cms.is_null() {
-                return Err(openssl::error::ErrorStack::get());
-            }
-            // Owned from here: freed on every path.
-            let cms = CmsContentInfo::from_ptr(cms);
-            let signer = CMS_add1_signer(
-                cms.as_ptr(),
-                self.cert.as_ptr(),
-                self.key.as_ptr(),
-                self.hash.digest().as_ptr(),
-                CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | CMS_NOATTR,
-            );
-            if signer.is_null() {
-                return Err(openssl::error::ErrorStack::get());
-            }
-            let bio =
-                ffi::BIO_new_mem_buf(module.as_ptr() as *const _, module.len() as libc::c_int);
+            let bio = ffi::BIO_new_mem_buf(module.as_ptr() as *const _, len);
             if bio.is_null() {
-                return Err(openssl::error::ErrorStack::get());
+                return Err(openssl::error::ErrorStack::get().into());
             }
-            let ok = CMS_final(cms.as_ptr(), bio, ptr::null_mut(), CMS_NOCERTS | CMS_BINARY);
+            let signature = self.cms_over(bio);
             ffi::BIO_free_all(bio);
-            if ok != 1 {
-                return Err(openssl::error::ErrorStack::get());
-            }
-            cms.to_der()
+            signature
         }
+    }
+
+    /// The CMS signature over everything `data` yields, read by OpenSSL as
+    /// it hashes (so a file-backed BIO streams).
+    ///
+    /// # Safety
+    /// `data` must be a valid BIO; the caller frees it.
+    unsafe fn cms_over(&self, data: *mut ffi::BIO) -> Result<Vec<u8>, SignError> {
+        let cms = ffi::CMS_sign(
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            CMS_NOCERTS | CMS_PARTIAL | CMS_BINARY | CMS_DETACHED | CMS_STREAM,
+        );
+        if cms.is_null() {
+            return Err(openssl::error::ErrorStack::get().into());
+        }
+        // Owned from here: freed on every path.
+        let cms = CmsContentInfo::from_ptr(cms);
+        let signer = CMS_add1_signer(
+            cms.as_ptr(),
+            self.cert.as_ptr(),
+            self.key.as_ptr(),
+            self.hash.digest().as_ptr(),
+            CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | CMS_NOATTR,
+        );
+        if signer.is_null() {
+            return Err(openssl::error::ErrorStack::get().into());
+        }
+        if CMS_final(
+            cms.as_ptr(),
+            data,
+            ptr::null_mut(),
+            CMS_NOCERTS | CMS_BINARY,
+        ) != 1
+        {
+            return Err(openssl::error::ErrorStack::get().into());
+        }
+        Ok(cms.to_der()?)
     }
 
     /// Signs a module: returns it with any existing signature removed and ours
     /// appended (signature, trailer, magic).
-    pub fn sign_module(&self, module: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    pub fn sign_module(&self, module: &[u8]) -> Result<Vec<u8>, SignError> {
         let body = strip_signature(module);
-        let sig = self.cms_signature(body)?;
-        let mut out = Vec::with_capacity(body.len() + sig.len() + 12 + MODULE_SIG_MAGIC.len());
+        let suffix = signature_suffix(&self.cms_signature(body)?);
+        let mut out = Vec::with_capacity(body.len() + suffix.len());
         out.extend_from_slice(body);
-        out.extend_from_slice(&sig);
-        // struct module_signature: algo, hash, id_type, signer_len, key_id_len,
-        // 3 bytes padding, then sig_len as big-endian u32.
-        out.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
-        out.extend_from_slice(&(sig.len() as u32).to_be_bytes());
-        out.extend_from_slice(MODULE_SIG_MAGIC);
+        out.extend_from_slice(&suffix);
         Ok(out)
     }
+
+    /// Signs the module in the file at `path` without reading it into
+    /// memory: an existing signature is cut off the file, OpenSSL hashes the
+    /// rest as it reads it, and what to append (signature, trailer, magic)
+    /// is returned. The file then holds the module's unsigned body.
+    pub fn sign_spooled(&self, path: &Path) -> Result<Vec<u8>, SignError> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let total = file.metadata()?.len();
+        let tail_len = total.min(TAIL_LEN as u64);
+        let mut tail = vec![0u8; tail_len as usize];
+        file.seek(SeekFrom::Start(total - tail_len))?;
+        file.read_exact(&mut tail)?;
+        let body_len = unsigned_len(&tail, total);
+        file.set_len(body_len)?;
+        drop(file);
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| SignError::Io(io::Error::other("a NUL in the spool path")))?;
+        // SAFETY: valid C strings; the BIO is freed before return.
+        unsafe {
+            let bio = BIO_new_file(c_path.as_ptr(), c"rb".as_ptr());
+            if bio.is_null() {
+                return Err(openssl::error::ErrorStack::get().into());
+            }
+            let signature = self.cms_over(bio);
+            ffi::BIO_free_all(bio);
+            Ok(signature_suffix(&signature?))
+        }
+    }
+}
+
+/// Why a module could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// OpenSSL refused.
+    #[error("signing failed: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+    /// Reading or cutting the spooled module failed.
+    #[error("the spooled module could not be read: {0}")]
+    Io(#[from] io::Error),
+    /// An in-memory module too large for OpenSSL's memory BIO.
+    #[error("a {0}-byte module cannot be signed in memory")]
+    TooLargeForMemory(u64),
+}
+
+/// The bytes sign-file appends after a module: the CMS signature, the
+/// 12-byte `struct module_signature` and the magic.
+fn signature_suffix(sig: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sig.len() + 12 + MODULE_SIG_MAGIC.len());
+    out.extend_from_slice(sig);
+    // struct module_signature: algo, hash, id_type, signer_len, key_id_len,
+    // 3 bytes padding, then sig_len as big-endian u32.
+    out.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+    out.extend_from_slice(MODULE_SIG_MAGIC);
+    out
+}
+
+/// How much of a module's end decides whether it is signed: the trailer and
+/// the magic.
+const TAIL_LEN: usize = 12 + MODULE_SIG_MAGIC.len();
+
+/// The length of a `total`-byte module without its appended signature,
+/// judged from its last bytes `tail` (the last [`TAIL_LEN`], or all of a
+/// shorter module); `total` when it has no well-formed signature.
+fn unsigned_len(tail: &[u8], total: u64) -> u64 {
+    let Some(rest) = tail.strip_suffix(MODULE_SIG_MAGIC) else {
+        return total;
+    };
+    if rest.len() < 12 {
+        return total;
+    }
+    let trailer = &rest[rest.len() - 12..];
+    if trailer[2] != PKEY_ID_PKCS7 {
+        return total;
+    }
+    let sig_len = u64::from(u32::from_be_bytes(trailer[8..12].try_into().unwrap()));
+    let before_trailer = total - TAIL_LEN as u64;
+    if sig_len > before_trailer {
+        return total;
+    }
+    before_trailer - sig_len
 }
 
 /// The module without its appended signature, if it has a well-formed one.
@@ -186,20 +291,6 @@ impl ModuleSigner {
 /// Re-signing a signed module replaces its signature instead of stacking a
 /// second one after it (sign-file would stack; the kernel reads only the last).
 pub fn strip_signature(module: &[u8]) -> &[u8] {
-    let Some(rest) = module.strip_suffix(MODULE_SIG_MAGIC) else {
-        return module;
-    };
-    if rest.len() < 12 {
-        return module;
-    }
-    let trailer = &rest[rest.len() - 12..];
-    if trailer[2] != PKEY_ID_PKCS7 {
-        return module;
-    }
-    let sig_len = u32::from_be_bytes(trailer[8..12].try_into().unwrap()) as usize;
-    let before_trailer = rest.len() - 12;
-    if sig_len > before_trailer {
-        return module;
-    }
-    &rest[..before_trailer - sig_len]
+    let tail = &module[module.len().saturating_sub(TAIL_LEN)..];
+    &module[..unsigned_len(tail, module.len() as u64) as usize]
 }
