@@ -150,5 +150,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let app = app(&config, keystore).map_err(std::io::Error::other)?;
-    servicekit::serve(listener, app, shutdown).await
+    let limits =
+        servicekit::server::ConnectionLimits::for_this_process(config.service.idle_timeout);
+    servicekit::server::serve_with(listener, app, shutdown, limits).await
 }

@@ -80,7 +80,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         keystore = %keystore.as_ref().map(|k| k.location()).unwrap_or_else(|| "none (all routed)".into()),
         "digsigserver listening; Swagger UI at /docs"
     );
-    servicekit::serve(listener, app, servicekit::shutdown_signal()).await?;
+    let limits =
+        servicekit::server::ConnectionLimits::for_this_process(config.service.idle_timeout);
+    servicekit::server::serve_with(listener, app, servicekit::shutdown_signal(), limits).await?;
     drop(demo);
     Ok(())
 }

@@ -15,6 +15,7 @@ use poem::http::Method;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::registry::{MetaApi, Registry};
 use poem_openapi::OpenApi;
+use servicekit::admission::Admission;
 use servicekit::ServiceError;
 
 use crate::domain::Domain;
@@ -30,29 +31,11 @@ pub enum Mount<T> {
         domain: Domain,
         /// How long a request may run before it gets a 504.
         timeout: Duration,
+        /// Body limits and job slots, as the domain's own service has them.
+        admission: Admission,
     },
     /// Forwarded to the domain's service.
     Routed(Arc<Upstream>),
-}
-
-impl<T> Mount<T> {
-    /// Routed to `upstream` if there is one, else `embedded()` in-process
-    /// with `domain`'s `timeout`.
-    pub fn new(
-        domain: Domain,
-        upstream: Option<Arc<Upstream>>,
-        timeout: Duration,
-        embedded: impl FnOnce() -> T,
-    ) -> Self {
-        match upstream {
-            Some(up) => Mount::Routed(up),
-            None => Mount::Embedded {
-                api: embedded(),
-                domain,
-                timeout,
-            },
-        }
-    }
 }
 
 type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
@@ -72,6 +55,7 @@ impl<T: OpenApi> OpenApi for Mount<T> {
                 api,
                 domain,
                 timeout,
+                admission,
             } => {
                 let mut own = RouteTable::new();
                 api.add_routes(&mut own);
@@ -81,7 +65,7 @@ impl<T: OpenApi> OpenApi for Mount<T> {
                         slot.insert(
                             method,
                             WithTimeout {
-                                inner: ep,
+                                inner: admission.guard(ep).boxed(),
                                 domain,
                                 timeout,
                             }

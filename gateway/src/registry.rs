@@ -93,6 +93,7 @@ fn mount<D: SigningDomain>(ctx: &mut MountContext<'_>) -> Result<AddRoutes, Conf
                 api: D::api(keystore, ctx.config)?,
                 domain: ctx.domain,
                 timeout: ctx.timeout,
+                admission: servicekit::domain::admission::<D>(ctx.config),
             }
         }
     };

@@ -273,3 +273,61 @@ fn a_ca_file_that_is_not_one_stops_the_start_naming_the_setting() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DIGSIGSERVER_SERVICE_CA_FILE"), "{stderr}");
 }
+
+#[test]
+fn a_newline_in_a_field_cannot_forge_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let allowed = tmp.path().join("deploy");
+    std::fs::create_dir_all(&allowed).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = tmp.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_digsigserver"))
+        .args([
+            "--demo",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .env(
+            "DIGSIGSERVER_MENDER_ALLOWED_URIS",
+            format!("file://{}", allowed.display()),
+        )
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "digsigserver did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The uri names a missing artifact, so the server echoes it in a 404.
+    let forged = "2026-01-01T00:00:00Z  INFO signed Mender artifact in place artifact=evil";
+    let uri = format!("file://{}/missing.mender\n{forged}", allowed.display());
+    let (status, _, body) = curl(
+        &format!("{url}/sign/mender"),
+        &["-F", "distro=demo", "-F", &format!("artifact-uri={uri}")],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(status == 404 || status == 400, "{status}: {}", text(&body));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("missing.mender"),
+        "the refusal was not logged at all: {logged}"
+    );
+    assert!(
+        !logged.lines().any(|line| line.starts_with("2026-01-01")),
+        "a client forged a log line:\n{logged}"
+    );
+}

@@ -37,6 +37,11 @@ pub struct ServiceConfig {
     pub workdir_base: PathBuf,
     /// `DIGSIGSERVER_MAX_ARTIFACT_BYTES` and `DIGSIGSERVER_MAX_ARTIFACT_ENTRIES`.
     pub archive_limits: ArchiveLimits,
+    /// `DIGSIGSERVER_IDLE_TIMEOUT`: how long a connection may be silent (a
+    /// stalled request head, an idle keep-alive, a body that stops coming).
+    pub idle_timeout: std::time::Duration,
+    /// `DIGSIGSERVER_MAX_JOBS` and `DIGSIGSERVER_MAX_QUEUE`.
+    pub jobs: crate::admission::JobLimits,
     /// Every setting, for the ones a domain reads itself (e.g.
     /// `DIGSIGSERVER_MENDER_ALLOWED_URIS`).
     pub settings: Settings,
@@ -102,6 +107,9 @@ pub struct ConfigError {
     pub reason: &'static str,
 }
 
+/// Names the idle limit for connections and request bodies (seconds).
+pub const IDLE_TIMEOUT_VAR: &str = "DIGSIGSERVER_IDLE_TIMEOUT";
+
 /// How long a domain's signing may take unless `DIGSIGSERVER_<DOMAIN>_TIMEOUT`
 /// says otherwise: upstream lets signing run ten minutes.
 pub const DEFAULT_DOMAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -162,7 +170,22 @@ impl ServiceConfig {
             archive_limits: ArchiveLimits {
                 max_bytes: number("DIGSIGSERVER_MAX_ARTIFACT_BYTES", defaults.max_bytes)?,
                 max_entries: number("DIGSIGSERVER_MAX_ARTIFACT_ENTRIES", defaults.max_entries)?,
+                max_ratio: number("DIGSIGSERVER_MAX_ARTIFACT_RATIO", defaults.max_ratio)?,
             },
+            idle_timeout: match lookup(IDLE_TIMEOUT_VAR).filter(|v| !v.trim().is_empty()) {
+                None => crate::connections::IDLE_TIMEOUT,
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(secs) if secs > 0 => std::time::Duration::from_secs(secs),
+                    _ => {
+                        return Err(ConfigError {
+                            name: IDLE_TIMEOUT_VAR,
+                            value,
+                            reason: "expected a whole number of seconds above 0",
+                        })
+                    }
+                },
+            },
+            jobs: crate::admission::JobLimits::from_lookup(lookup)?,
             settings: settings.clone(),
         })
     }

@@ -10,6 +10,7 @@ use keystore::KeyStore;
 use poem::Endpoint;
 use poem_openapi::OpenApi;
 
+use crate::admission::{Admission, JobGate};
 use crate::config::ConfigError;
 use crate::demo::DemoKeyStore;
 use crate::{Readiness, ServiceConfig};
@@ -35,6 +36,37 @@ pub trait SigningDomain: 'static {
 
     /// Adds throwaway keys for machine/distro `demo` (for `--demo`).
     fn add_demo_keys(store: &DemoKeyStore) -> Result<(), Box<dyn Error>>;
+
+    /// The most bytes a request body to `path` may have: by default, the
+    /// largest tarball the archive limits let through, plus room for the
+    /// form around it.
+    fn body_limit(path: &str, config: &ServiceConfig) -> u64 {
+        let _ = path;
+        config
+            .archive_limits
+            .max_stream_bytes()
+            .saturating_add(FORM_OVERHEAD)
+    }
+}
+
+/// Room for a form's other fields and multipart framing around its upload.
+pub const FORM_OVERHEAD: u64 = 1 << 20;
+
+/// The admission rules of domain `D`'s endpoints: body limits per path, and
+/// one job gate for them all.
+pub fn admission<D: SigningDomain>(config: &ServiceConfig) -> Admission {
+    let body_limits = <D::Api as OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| {
+            let limit = D::body_limit(&path.path, config);
+            (path.path, limit)
+        })
+        .collect();
+    Admission {
+        body_limits: std::sync::Arc::new(body_limits),
+        jobs: JobGate::new(config.jobs),
+    }
 }
 
 /// A domain's routes as its own service: the API, `/health`, `/ready`,
@@ -52,6 +84,7 @@ pub fn app<D: SigningDomain>(
     Ok(crate::openapi_routes(
         api,
         readiness,
+        admission::<D>(config),
         &format!("digsig svc-{}", D::NAME),
         env!("CARGO_PKG_VERSION"),
     ))
@@ -65,5 +98,6 @@ pub async fn run<D: SigningDomain>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let app = app::<D>(keystore, &config).map_err(std::io::Error::other)?;
-    crate::serve(listener, app, shutdown).await
+    let limits = crate::server::ConnectionLimits::for_this_process(config.idle_timeout);
+    crate::server::serve_with(listener, app, shutdown, limits).await
 }

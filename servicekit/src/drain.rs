@@ -6,7 +6,7 @@
 //! fails with "broken pipe" and never sees the 4xx that says what to fix.
 //! Feeding the handler through a channel lets a task go on reading, and
 //! discarding, what the handler left, so the client finishes its upload and
-//! reads the answer.
+//! reads the answer. The same task ends a body whose client goes silent.
 
 use std::time::Duration;
 
@@ -20,23 +20,52 @@ const CHANNEL_DEPTH: usize = 8;
 /// is given up anyway, so an early-refused endless upload cannot hold a task.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 
-/// Wraps `ep` so an unread request body is drained in the background.
-pub fn drain_unread_body<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = E::Output> {
-    ep.before(|mut req: Request| async move {
+/// Wraps `ep` so an unread request body is drained in the background, and a
+/// body whose client sends nothing for `idle` ends in an error. Only silence
+/// counts: an upload that keeps progressing is never cut off, however long
+/// it takes (a 1 GB flash package over 50 Mbit/s takes minutes).
+pub fn drain_unread_body<E: Endpoint + 'static>(
+    ep: E,
+    idle: Duration,
+) -> impl Endpoint<Output = E::Output> {
+    ep.before(move |mut req: Request| async move {
         let mut incoming = req.take_body().into_bytes_stream();
         let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
-        tokio::spawn(async move {
-            let forward = async {
-                while let Some(chunk) = incoming.next().await {
-                    if tx.send(chunk).await.is_err() {
-                        break; // the handler dropped the body: drain the rest
+        let forward = async move {
+            // Only waiting for the client counts as idle; waiting for the
+            // handler to take a chunk (it may be busy signing) does not.
+            loop {
+                match tokio::time::timeout(idle, incoming.next()).await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(chunk).await.is_err() {
+                            break; // the handler dropped the body: drain the rest
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(_) => {
+                        let stalled = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("the client sent nothing for {} s", idle.as_secs()),
+                        );
+                        let _ = tx.send(Err(stalled)).await;
+                        return;
                     }
                 }
-                while let Some(Ok(_)) = incoming.next().await {}
-            };
-            let _ = tokio::time::timeout(DRAIN_LIMIT, forward).await;
+            }
+            let drain = async { while let Some(Ok(_)) = incoming.next().await {} };
+            let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+        };
+        // Started when the handler first reads the body: a request refused
+        // before that (a Content-Length over the limit, a wrong method) is
+        // not read at all, so a client waiting for `100 Continue` never
+        // sends it.
+        let mut unstarted = Some(forward);
+        let body = futures_util::stream::poll_fn(move |cx| {
+            if let Some(forward) = unstarted.take() {
+                tokio::spawn(forward);
+            }
+            rx.poll_recv(cx)
         });
-        let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         req.set_body(Body::from_bytes_stream(body));
         Ok(req)
     })

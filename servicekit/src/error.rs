@@ -202,8 +202,15 @@ impl From<ArchiveError> for ServiceError {
     fn from(err: ArchiveError) -> Self {
         let msg = format!("artifact: {err}");
         match err {
-            ArchiveError::TooLarge { .. } | ArchiveError::TooManyEntries { .. } => {
-                ServiceError::TooLarge(msg)
+            ArchiveError::TooLarge { .. }
+            | ArchiveError::TooManyEntries { .. }
+            | ArchiveError::TooCompressed { .. } => ServiceError::TooLarge(msg),
+            // A name the file system cannot hold is the client's (a very
+            // deep tree); any other write failure is the server's.
+            ArchiveError::Io(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                ServiceError::BadRequest(
+                    "artifact: a member's path is longer than the file system allows".into(),
+                )
             }
             ArchiveError::Io(_) => ServiceError::Internal(msg),
             _ => ServiceError::BadRequest(msg),

@@ -1,5 +1,6 @@
 //! Plumbing every digsig service and the gateway share.
 //!
+//! - [`admission`]: body size limits and job slots, before a handler runs.
 //! - [`config`]: the upstream-compatible command line (`--address`, `--port`,
 //!   `--debug`) and `DIGSIGSERVER_*` environment settings.
 //! - [`error`]: one error type, [`ServiceError`], and the one place it becomes
@@ -11,6 +12,7 @@
 //! - [`tarball_reply`]: the tarball-in, tarball-out request shape.
 //! - [`telemetry`]: structured logs with a request id on every line.
 //! - [`health`]: `GET /health` and `GET /ready`.
+//! - [`connections`]: how many connections, and how long they may idle.
 //! - [`demo`]: a throwaway key store for `--demo`.
 //! - [`domain`]: [`SigningDomain`], what each service crate implements once.
 //! - [`private_key`]: reading private keys, fast for RSA, never prompting.
@@ -21,8 +23,10 @@
 //! - [`vendor_tool`]: running a vendor tool on uploaded data, fenced in.
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod archive;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod domain;
 pub mod drain;

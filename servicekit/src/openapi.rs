@@ -6,10 +6,11 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 /// Routes for `api` (plus the health endpoints for `readiness`), described
-/// as `title` `version`.
+/// as `title` `version`, its requests admitted by `admission`.
 pub fn openapi_routes<T: OpenApi + 'static>(
     api: T,
     readiness: crate::Readiness,
+    admission: crate::admission::Admission,
     title: &str,
     version: &str,
 ) -> Route {
@@ -25,9 +26,10 @@ pub fn openapi_routes<T: OpenApi + 'static>(
         .at("/openapi.json", spec)
         .nest(
             "/",
-            crate::friendly_errors::friendly_errors::<(T, crate::HealthApi), _>(
-                poem::IntoEndpoint::into_endpoint(api),
-            ),
+            admission.guard(crate::friendly_errors::friendly_errors::<
+                (T, crate::HealthApi),
+                _,
+            >(poem::IntoEndpoint::into_endpoint(api))),
         )
 }
 

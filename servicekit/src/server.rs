@@ -11,6 +11,7 @@ use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
 use poem::{EndpointExt, IntoEndpoint, Server};
 
+use crate::connections::CappedAcceptor;
 use crate::drain::drain_unread_body;
 use crate::telemetry::with_request_id;
 
@@ -31,10 +32,56 @@ where
     A: IntoEndpoint,
     A::Endpoint: 'static,
 {
-    let app = with_request_id(drain_unread_body(crate::openapi::docs_at_root(
-        app.into_endpoint().with(CatchPanic::new()),
-    )));
-    Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+    let limits = ConnectionLimits::for_this_process(crate::connections::IDLE_TIMEOUT);
+    serve_with(listener, app, shutdown, limits).await
+}
+
+/// How many connections a server holds and how long they may idle.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Most connections open at once (more wait to be accepted).
+    pub max_connections: usize,
+    /// A connection silent both ways this long is closed.
+    pub idle: Duration,
+    /// A request body that stalls this long ends in an error.
+    pub body_idle: Duration,
+}
+
+impl ConnectionLimits {
+    /// Raises the open-file limit and sizes the connection cap under it;
+    /// connections and bodies may be silent for `idle`.
+    pub fn for_this_process(idle: Duration) -> Self {
+        let files = crate::connections::raise_open_file_limit();
+        Self {
+            max_connections: crate::connections::max_connections(files),
+            idle,
+            body_idle: idle,
+        }
+    }
+}
+
+/// [`serve`] with explicit connection limits (tests use short ones).
+pub async fn serve_with<A>(
+    listener: tokio::net::TcpListener,
+    app: A,
+    shutdown: impl Future<Output = ()> + Send,
+    limits: ConnectionLimits,
+) -> io::Result<()>
+where
+    A: IntoEndpoint,
+    A::Endpoint: 'static,
+{
+    let app = with_request_id(drain_unread_body(
+        crate::openapi::docs_at_root(app.into_endpoint().with(CatchPanic::new())),
+        limits.body_idle,
+    ));
+    let acceptor = CappedAcceptor::new(
+        TcpAcceptor::from_tokio(listener)?,
+        limits.max_connections,
+        limits.idle,
+    );
+    Server::new_with_acceptor(acceptor)
+        .idle_timeout(limits.idle)
         .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
         .await
 }

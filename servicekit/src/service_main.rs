@@ -71,7 +71,8 @@ async fn run<D: SigningDomain>(name: &str, args: ServiceArgs) -> Result<(), Box<
     let app = crate::domain::app::<D>(keystore.clone(), &config)?;
     let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
     tracing::info!(address = %listener.local_addr()?, keystore = %keystore.location(), "{name} listening");
-    crate::serve(listener, app, crate::shutdown_signal()).await?;
+    let limits = crate::server::ConnectionLimits::for_this_process(config.idle_timeout);
+    crate::server::serve_with(listener, app, crate::shutdown_signal(), limits).await?;
     drop(demo);
     Ok(())
 }

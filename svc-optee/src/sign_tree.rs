@@ -182,7 +182,7 @@ fn read_version(root: &Path, path: &Path) -> Result<(u32, Option<PathBuf>), Tree
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            tracing::warn!(file = %shown(root, path), "no ta-version file: version 0");
+            tracing::warn!(file = ?shown(root, path), "no ta-version file: version 0");
             return Ok((0, None));
         }
         Err(e) => return Err(e.into()),

@@ -51,7 +51,18 @@ impl SigningDomain for Update {
     fn add_demo_keys(store: &DemoKeyStore) -> Result<(), Box<dyn std::error::Error>> {
         demo::add_demo_keys(store)
     }
+
+    /// A sw-description is small, and Mender's form has no upload at all.
+    fn body_limit(path: &str, _config: &ServiceConfig) -> u64 {
+        match path {
+            "/sign/swupdate" => api::MAX_SW_DESCRIPTION as u64 + servicekit::domain::FORM_OVERHEAD,
+            _ => MENDER_FORM_LIMIT,
+        }
+    }
 }
+
+/// Most bytes of a `/sign/mender` form: two short text fields.
+pub const MENDER_FORM_LIMIT: u64 = 64 * 1024;
 
 /// The Mender settings in `config` (`DIGSIGSERVER_MENDER_*`).
 pub fn mender_config(config: &ServiceConfig) -> Result<MenderConfig, ConfigError> {
@@ -62,17 +73,21 @@ pub fn mender_config(config: &ServiceConfig) -> Result<MenderConfig, ConfigError
 }
 
 /// Builds the service's routes with Mender settings given in code (tests
-/// replace the tool or the upload policy): the API, `/health`, `/ready`,
-/// `/openapi.json` and Swagger UI at `/docs`.
+/// replace the tool or the upload policy), and otherwise default settings:
+/// the API, `/health`, `/ready`, `/openapi.json` and Swagger UI at `/docs`.
+/// (`svc-update` itself is built by [`servicekit::service_main`] from
+/// [`Update`], with every setting from its environment.)
 pub fn app(keystore: KeyStore, mender: MenderConfig) -> impl Endpoint {
     let readiness = Readiness {
         keystore: Some(keystore.clone()),
         tools: required_tools(&mender),
         ..Readiness::default()
     };
+    let defaults = ServiceConfig::from_lookup(|_| None).expect("defaults parse");
     servicekit::openapi_routes(
         UpdateApi::new(keystore, mender),
         readiness,
+        servicekit::domain::admission::<Update>(&defaults),
         "digsig svc-update",
         env!("CARGO_PKG_VERSION"),
     )

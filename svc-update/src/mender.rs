@@ -136,7 +136,7 @@ impl MenderSigner {
                 in_place::upload(client, bucket, key, &signed, self.config.upload).await?
             }
         };
-        tracing::info!(artifact = %shown, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "signed Mender artifact in place");
+        tracing::info!(artifact = ?shown, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "signed Mender artifact in place");
         Ok(bytes)
     }
 }

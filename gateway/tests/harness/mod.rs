@@ -64,6 +64,16 @@ impl TestGateway {
     }
 }
 
+impl TestGateway {
+    /// What requests left in the work dir base (nothing, once replies are read).
+    pub fn leftovers(&self) -> Vec<std::path::PathBuf> {
+        servicekit::testing::leftovers(self.workdir_base.path())
+            .into_iter()
+            .filter(|p| !p.ends_with("no-keys"))
+            .collect()
+    }
+}
+
 pub const KVER: &str = "6.1.0-gw";
 pub const MODULES: [&str; 2] = ["kernel/drivers/gw/gwnet.ko", "extra/gwvendor.ko"];
 
