@@ -84,9 +84,9 @@ def du(path):
 
 
 @contextlib.contextmanager
-def server(binary, work, tmpdir):
+def server(binary, work, tmpdir, extra_env):
     port = free_port()
-    env = dict(os.environ, RUST_LOG="warn", TMPDIR=tmpdir, DIGSIGSERVER_WORKDIR=work)
+    env = dict(os.environ, RUST_LOG="warn", TMPDIR=tmpdir, DIGSIGSERVER_WORKDIR=work, **extra_env)
     proc = subprocess.Popen([binary, "--demo", "--address", "127.0.0.1", "--port", str(port)],
                             env=env, stderr=subprocess.DEVNULL)
     try:
@@ -97,13 +97,13 @@ def server(binary, work, tmpdir):
         proc.wait()
 
 
-def run_case(binary, scratch, name, curl_args, path):
+def run_case(binary, scratch, name, curl_args, path, extra_env):
     work = os.path.join(scratch, "work")
     tmpdir = os.path.join(scratch, "tmp")
     for d in (work, tmpdir):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
-    with server(binary, work, tmpdir) as (proc, url):
+    with server(binary, work, tmpdir, extra_env) as (proc, url):
         base_rss = peak_rss_kib(proc.pid)
         peak_disk = 0
         done = threading.Event()
@@ -152,8 +152,10 @@ def main():
         with open(f("machine.txt"), "wb") as out:
             out.write(b"A" * (100 * MiB))
         print(f"{'case':<48} {'status':>6} {'time':>10} {'RSS growth':>13} {'peak disk':>14}")
+        no_ratio = {"DIGSIGSERVER_MAX_ARTIFACT_RATIO": "0"}
         cases = [
             ("1 GiB module (modules)", ["-F", "machine=demo", "-F", f"artifact=@{f('big-module.tar.gz')}"], "/sign/modules"),
+            ("1 GiB module, ratio limit off (modules)", ["-F", "machine=demo", "-F", f"artifact=@{f('big-module.tar.gz')}"], "/sign/modules", no_ratio),
             ("256 MB long-name record (modules)", ["-F", "machine=demo", "-F", f"artifact=@{f('long-name.tar.gz')}"], "/sign/modules"),
             ("256 MB long-name record (optee)", ["-F", "machine=demo", "-F", f"artifact=@{f('long-name.tar.gz')}"], "/sign/optee"),
             (f"{bomb >> 30} GB gzip bomb in 1 GB members (modules)", ["-F", "machine=demo", "-F", f"artifact=@{f('bomb.tar.gz')}"], "/sign/modules"),
@@ -162,8 +164,8 @@ def main():
             ("2 GB sw-description, chunked", ["-H", "Transfer-Encoding: chunked", "-F", "distro=demo", "-F", f"sw-description=@{f('big.bin')}"], "/sign/swupdate"),
             ("100 MB machine field", ["-F", f"machine=<{f('machine.txt')}", "-F", f"artifact=@{f('long-name.tar.gz')}"], "/sign/modules"),
         ]
-        for name, curl_args, path in cases:
-            run_case(args.binary, scratch, name, curl_args, path)
+        for name, curl_args, path, *env in cases:
+            run_case(args.binary, scratch, name, curl_args, path, env[0] if env else {})
 
 
 if __name__ == "__main__":
