@@ -44,6 +44,11 @@ pub enum ServiceError {
     /// gateway only).
     #[error("gateway timeout: {0}")]
     GatewayTimeout(String),
+    /// The server's disk is full (507): the work dir or the upload spool
+    /// (`TMPDIR`) has no room for this request; the operator must make room
+    /// (the request may succeed later, or smaller).
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// An unexpected failure (500). The message is logged and returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -72,6 +77,7 @@ impl ServiceError {
             | ServiceError::Internal(_)
             | ServiceError::InternalCause { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ServiceError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -83,14 +89,29 @@ impl ServiceError {
     }
 
     /// An internal error: `context` says what was being done, `err` why it failed.
+    ///
+    /// A full disk is told apart here, once for every domain: it is a 507
+    /// saying so, not an "internal error".
     pub fn internal_from(
         context: impl Into<String>,
         err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        ServiceError::InternalCause {
-            context: context.into(),
-            source: err.into(),
+        let source = err.into();
+        let context = context.into();
+        if source
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(is_disk_full)
+        {
+            return ServiceError::disk_full(&context);
         }
+        ServiceError::InternalCause { context, source }
+    }
+
+    /// The 507 for a full disk while doing `what`.
+    pub fn disk_full(what: &str) -> Self {
+        ServiceError::InsufficientStorage(format!(
+            "{what}: the server's disk is full (its work dir or upload spool); try again later, or ask the operator to make room"
+        ))
     }
 
     /// The message and every cause below it, for the log.
@@ -104,6 +125,11 @@ impl ServiceError {
         }
         text
     }
+}
+
+/// Whether `err` means the file system is out of space (or quota).
+pub fn is_disk_full(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl poem::error::ResponseError for ServiceError {
@@ -136,7 +162,7 @@ impl IntoResponse for ServiceError {
 /// The error statuses a signing endpoint documents in the OpenAPI document.
 /// Each is plain text saying what to fix (4xx) or what the operator must
 /// fix (5xx).
-const DOCUMENTED: [(u16, &str); 8] = [
+const DOCUMENTED: [(u16, &str); 9] = [
     (400, "Bad request: a field is missing or invalid, or the artifact is not what this endpoint takes. The message says what to fix."),
     (403, "The request names a location the server is not configured to allow (an artifact-uri outside DIGSIGSERVER_MENDER_ALLOWED_URIS); the message names the rule."),
     (404, "The machine or distro has no keys of this endpoint's sign type on this server."),
@@ -144,7 +170,8 @@ const DOCUMENTED: [(u16, &str); 8] = [
     (415, "The body is not multipart/form-data: send the fields as `curl -F name=value -F artifact=@file` does."),
     (422, "The request is well formed but there is nothing in it this endpoint can sign."),
     (500, "Server misconfiguration (e.g. a key file missing or not matching its certificate) or an internal error; the message tells the operator what to fix. Never contains key material."),
-    (503, "The key store (or another service this one depends on) is unreachable."),
+    (503, "The key store (or another service this one depends on) is unreachable, or the server is busy (then with Retry-After)."),
+    (507, "The server's disk is full (its work dir or upload spool); retry later."),
 ];
 
 /// Lets handlers return `Result<Reply, ServiceError>` so the error statuses
@@ -211,6 +238,9 @@ impl From<ArchiveError> for ServiceError {
                 ServiceError::BadRequest(
                     "artifact: a member's path is longer than the file system allows".into(),
                 )
+            }
+            ArchiveError::Io(e) if is_disk_full(&e) => {
+                ServiceError::disk_full("extracting the artifact")
             }
             ArchiveError::Io(_) => ServiceError::Internal(msg),
             _ => ServiceError::BadRequest(msg),

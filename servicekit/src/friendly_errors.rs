@@ -110,6 +110,16 @@ impl<E: Endpoint> Endpoint for FriendlyErrors<E> {
             Ok(response) => response,
             Err(err) => {
                 if let Some(parse) = err.downcast_ref::<ParseMultipartError>() {
+                    // Spooling the upload to TMPDIR failed for lack of room:
+                    // the server's problem, not a malformed form.
+                    if parse
+                        .reason
+                        .contains(&format!("(os error {})", libc::ENOSPC))
+                    {
+                        return Ok(
+                            crate::ServiceError::disk_full("receiving the upload").into_response()
+                        );
+                    }
                     let message = self.facts.reword(&parse.reason);
                     tracing::info!(status = 400, error = ?message, "request refused");
                     return Ok(text(StatusCode::BAD_REQUEST, message));

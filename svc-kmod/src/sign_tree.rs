@@ -231,8 +231,7 @@ fn write_ordered<W: Write>(
     let gz = flate2::write::GzEncoder::new(output, flate2::Compression::new(level));
     let mut builder = tar::Builder::new(gz);
     let mut signed: BTreeMap<u64, Result<Signed, String>> = BTreeMap::new();
-    let io_err =
-        |e: io::Error| ServiceError::Internal(format!("writing the signed tarball failed: {e}"));
+    let io_err = |e: io::Error| ServiceError::internal_from("writing the signed tarball failed", e);
     for (seq, mut item) in order_rx {
         if item.is_module {
             let result = loop {

@@ -1,0 +1,142 @@
+//! A full disk, for real: `digsigserver` runs in a private mount namespace
+//! (`unshare --mount`, as root) with its work dir and upload spool on a
+//! 16 MiB tmpfs. An upload too big to spool and a tree too big to extract
+//! get a 507 that says so, nothing is left behind, and the next request
+//! that fits is signed.
+
+mod harness;
+#[path = "../../svc-kmod/tests/common/mod.rs"]
+mod kmod_common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+const UUID: &str = "8aaaf200-2450-11e4-abe2-0002a5d5c51b";
+
+fn targz(dir: &Path, out: &Path, what: &str) {
+    servicekit::testing::run(
+        Command::new("tar")
+            .current_dir(dir)
+            .args(["-c", "-z", "-f"])
+            .arg(out)
+            .arg(what),
+    );
+}
+
+#[test]
+fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = r#"mount -t tmpfs -o size=16m digsig-test "$MNT" && mkdir "$MNT/work" "$MNT/tmp" \
+        && exec "$BIN" --demo --address 127.0.0.1 --port "$PORT""#;
+    let mut server = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("MNT", &mnt)
+        .env("BIN", env!("CARGO_BIN_EXE_digsigserver"))
+        .env("PORT", port.to_string())
+        .env("DIGSIGSERVER_WORKDIR", mnt.join("work"))
+        .env("TMPDIR", mnt.join("tmp"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) runs the server in its own mount namespace");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.try_wait() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the server in its mount namespace did not start ({status}; this test needs root): {err}");
+        }
+        assert!(Instant::now() < deadline, "digsigserver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    // The server's view of its tmpfs, through its own root.
+    let seen = Path::new("/proc")
+        .join(server.id().to_string())
+        .join("root");
+    let work = seen.join(mnt.strip_prefix("/").unwrap()).join("work");
+    let spool = seen.join(mnt.strip_prefix("/").unwrap()).join("tmp");
+
+    // 24 MiB that does not compress: no room to spool the upload.
+    let d = tmp.path();
+    servicekit::testing::run(
+        Command::new("sh")
+            .current_dir(d)
+            .args(["-c", "head -c 25165824 /dev/urandom > noise.bin"]),
+    );
+    let (status, _, body) = curl(
+        &format!("{url}/sign/optee"),
+        &[
+            "-F",
+            "machine=demo",
+            "-F",
+            &format!("artifact=@{}", d.join("noise.bin").display()),
+        ],
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("disk is full"), "{text}");
+
+    // A small upload whose tree does not fit once extracted (40 MiB of zeros).
+    let tree = d.join("tree/ta");
+    std::fs::create_dir_all(&tree).unwrap();
+    let elf = std::fs::File::create(tree.join(format!("{UUID}.stripped.elf"))).unwrap();
+    elf.set_len(40 << 20).unwrap();
+    targz(&d.join("tree"), &d.join("big-tree.tar.gz"), "ta");
+    let (status, _, body) = curl(
+        &format!("{url}/sign/optee"),
+        &[
+            "-F",
+            "machine=demo",
+            "-F",
+            &format!("artifact=@{}", d.join("big-tree.tar.gz").display()),
+        ],
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("disk is full"), "{text}");
+
+    // Nothing left in the work dir or the spool.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = || -> Vec<String> {
+        [&work, &spool]
+            .iter()
+            .flat_map(|dir| std::fs::read_dir(dir).unwrap())
+            .map(|e| e.unwrap().path().display().to_string())
+            // --demo keeps its throwaway keys in TMPDIR for its lifetime.
+            .filter(|p| !p.contains("digsig-demo-keys-"))
+            .collect()
+    };
+    while !left().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(left().is_empty(), "left behind: {:?}", left());
+
+    // A request that fits is signed.
+    let small = d.join("small/ta");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join(format!("{UUID}.stripped.elf")), b"a small TA").unwrap();
+    targz(&d.join("small"), &d.join("small.tar.gz"), "ta");
+    let (status, _, body) = curl(
+        &format!("{url}/sign/optee"),
+        &[
+            "-F",
+            "machine=demo",
+            "-F",
+            &format!("artifact=@{}", d.join("small.tar.gz").display()),
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
