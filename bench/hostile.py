@@ -16,7 +16,6 @@ over many gzip members (both endpoints); a 2 GB upload to /sign/swupdate
 Usage: bench/hostile.py [--binary target/release/digsigserver] [--quick]
 """
 import argparse
-import contextlib
 import gzip
 import os
 import shutil
@@ -28,7 +27,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kmod import free_port, peak_rss_kib, wait_for  # noqa: E402
+from kmod import peak_rss_kib, serving  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20
@@ -83,27 +82,14 @@ def du(path):
     return total
 
 
-@contextlib.contextmanager
-def server(binary, work, tmpdir, extra_env):
-    port = free_port()
-    env = dict(os.environ, RUST_LOG="warn", TMPDIR=tmpdir, DIGSIGSERVER_WORKDIR=work, **extra_env)
-    proc = subprocess.Popen([binary, "--demo", "--address", "127.0.0.1", "--port", str(port)],
-                            env=env, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(port)
-        yield proc, f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
 def run_case(binary, scratch, name, curl_args, path, extra_env):
     work = os.path.join(scratch, "work")
     tmpdir = os.path.join(scratch, "tmp")
     for d in (work, tmpdir):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
-    with server(binary, work, tmpdir, extra_env) as (proc, url):
+    env = dict(TMPDIR=tmpdir, DIGSIGSERVER_WORKDIR=work, **extra_env)
+    with serving(binary, "--demo", **env) as (proc, url):
         base_rss = peak_rss_kib(proc.pid)
         peak_disk = 0
         done = threading.Event()

@@ -94,13 +94,14 @@ def wait_for(port):
 
 
 @contextlib.contextmanager
-def serving(binary, **env):
-    """Runs `binary --address 127.0.0.1 --port <free port>` with RUST_LOG=warn
-    and `env` added to this environment; yields (process, base URL) once it
-    listens, and stops it afterwards."""
+def serving(binary, *args, **env):
+    """Runs `binary --address 127.0.0.1 --port <free port> args...` with
+    RUST_LOG=warn and `env` added to this environment; yields (process, base
+    URL) once it listens, and stops it afterwards."""
     port = free_port()
-    proc = subprocess.Popen([binary, "--address", "127.0.0.1", "--port", str(port)],
-                            env=dict(os.environ, RUST_LOG="warn", **env))
+    proc = subprocess.Popen([binary, "--address", "127.0.0.1", "--port", str(port), *args],
+                            env=dict(os.environ, RUST_LOG="warn", **env),
+                            stderr=subprocess.DEVNULL if args else None)
     try:
         wait_for(port)
         yield proc, f"http://127.0.0.1:{port}"

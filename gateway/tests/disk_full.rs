@@ -31,11 +31,7 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let script = r#"mount -t tmpfs -o size=16m digsig-test "$MNT" && mkdir "$MNT/work" "$MNT/tmp" \
         && exec "$BIN" --demo --address 127.0.0.1 --port "$PORT""#;
     let mut server = Command::new("unshare")
@@ -46,19 +42,11 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
         .env("DIGSIGSERVER_WORKDIR", mnt.join("work"))
         .env("TMPDIR", mnt.join("tmp"))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("unshare (util-linux) runs the server in its own mount namespace");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = server.try_wait() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("the server in its mount namespace did not start ({status}; this test needs root): {err}");
-        }
-        assert!(Instant::now() < deadline, "digsigserver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // (It needs root for the mount; its stderr says why if it stops.)
+    wait_listening(&mut server, port);
     let url = format!("http://127.0.0.1:{port}");
     // The server's view of its tmpfs, through its own root.
     let seen = Path::new("/proc")

@@ -10,7 +10,7 @@ mod kmod_common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const UUID: &str = "8aaaf200-2450-11e4-abe2-0002a5d5c51b";
 const REQUESTS: usize = 200;
@@ -89,11 +89,7 @@ fn two_hundred_mixed_requests_at_once_get_200_or_503_and_leave_nothing() {
     let (work, spool) = (tmp.path().join("work"), tmp.path().join("spool"));
     std::fs::create_dir_all(&work).unwrap();
     std::fs::create_dir_all(&spool).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = harness::free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_digsigserver"))
         .args([
             "--demo",
@@ -111,11 +107,7 @@ fn two_hundred_mixed_requests_at_once_get_200_or_503_and_leave_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "digsigserver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    harness::wait_listening(&mut server, port);
     let url = format!("http://127.0.0.1:{port}");
     let kinds = artifacts(tmp.path());
 

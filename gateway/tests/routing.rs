@@ -310,10 +310,7 @@ fn embedded_domains_without_a_key_store_refuse_to_start() {
 
 #[test]
 fn the_binary_with_demo_keys_signs_for_machine_demo() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let tmp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_digsigserver"))
         .args([
@@ -328,14 +325,7 @@ fn the_binary_with_demo_keys_signs_for_machine_demo() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "digsigserver --demo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&mut child, port);
     let client = client_tree(tmp.path());
     let reply = curl_post(
         &format!("{url}/sign/modules"),

@@ -279,11 +279,7 @@ fn a_newline_in_a_field_cannot_forge_a_log_line() {
     let tmp = tempfile::tempdir().unwrap();
     let allowed = tmp.path().join("deploy");
     std::fs::create_dir_all(&allowed).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tmp.path().join("log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_digsigserver"))
         .args([
@@ -303,14 +299,7 @@ fn a_newline_in_a_field_cannot_forge_a_log_line() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "digsigserver did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_listening(&mut child, port);
     // The uri names a missing artifact, so the server echoes it in a 404.
     let forged = "2026-01-01T00:00:00Z  INFO signed Mender artifact in place artifact=evil";
     let uri = format!("file://{}/missing.mender\n{forged}", allowed.display());

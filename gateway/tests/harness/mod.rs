@@ -64,6 +64,31 @@ impl TestGateway {
     }
 }
 
+/// A loopback port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `child` listens on loopback `port` (20 s at most), failing
+/// with its exit status if it stops first (a server that cannot start).
+pub fn wait_listening(child: &mut std::process::Child, port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited before listening: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {port} after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl TestGateway {
     /// What requests left in the work dir base (nothing, once replies are read).
     pub fn leftovers(&self) -> Vec<std::path::PathBuf> {
