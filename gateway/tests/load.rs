@@ -90,14 +90,7 @@ fn two_hundred_mixed_requests_at_once_get_200_or_503_and_leave_nothing() {
     std::fs::create_dir_all(&work).unwrap();
     std::fs::create_dir_all(&spool).unwrap();
     let port = harness::free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_digsigserver"))
-        .args([
-            "--demo",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
+    let mut server = harness::demo_server(port)
         .env("DIGSIGSERVER_WORKDIR", &work)
         .env("TMPDIR", &spool)
         .env("DIGSIGSERVER_MAX_JOBS", "2")

@@ -312,14 +312,7 @@ fn embedded_domains_without_a_key_store_refuse_to_start() {
 fn the_binary_with_demo_keys_signs_for_machine_demo() {
     let port = free_port();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_digsigserver"))
-        .args([
-            "--demo",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
+    let mut child = demo_server(port)
         .env_remove("DIGSIGSERVER_KEYFILE_URI")
         .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
         .spawn()

@@ -281,14 +281,7 @@ fn a_newline_in_a_field_cannot_forge_a_log_line() {
     std::fs::create_dir_all(&allowed).unwrap();
     let port = free_port();
     let log = tmp.path().join("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_digsigserver"))
-        .args([
-            "--demo",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
+    let mut child = demo_server(port)
         .env(
             "DIGSIGSERVER_MENDER_ALLOWED_URIS",
             format!("file://{}", allowed.display()),

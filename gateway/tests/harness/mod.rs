@@ -73,6 +73,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `digsigserver --demo` on loopback `port`, to be configured and spawned.
+pub fn demo_server(port: u16) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_digsigserver"));
+    cmd.args(["--demo", "--address", "127.0.0.1", "--port"])
+        .arg(port.to_string());
+    cmd
+}
+
 /// Waits until `child` listens on loopback `port` (20 s at most), failing
 /// with its exit status if it stops first (a server that cannot start).
 pub fn wait_listening(child: &mut std::process::Child, port: u16) {
