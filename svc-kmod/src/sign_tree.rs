@@ -115,6 +115,9 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
             });
         }
         drop(done_tx);
+        // Only the workers hold the receiver now: if they all stop (the
+        // writer failed), the reader's next send fails instead of blocking.
+        drop(work_rx);
 
         let writer = scope.spawn(move || write_ordered(order_rx, done_rx, output, level));
 
@@ -140,9 +143,7 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                 let module = if size > SPOOL_THRESHOLD {
                     let mut file = tempfile::NamedTempFile::new_in(spool_dir)
                         .map_err(|e| ServiceError::internal_from("cannot spool a module", e))?;
-                    if let Err(e) = io::copy(&mut checked.entry, &mut file) {
-                        return Err(read_err(&checked, e));
-                    }
+                    spool(&mut checked, &mut file)?;
                     Module::Spooled(file)
                 } else {
                     let mut module = Vec::with_capacity(size as usize);
@@ -157,10 +158,7 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
             } else if is_file && size > SPOOL_THRESHOLD {
                 let mut file = tempfile::tempfile_in(spool_dir)
                     .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
-                let len = match io::copy(&mut checked.entry, &mut file) {
-                    Ok(len) => len,
-                    Err(e) => return Err(read_err(&checked, e)),
-                };
+                let len = spool(&mut checked, &mut file)?;
                 io::Seek::rewind(&mut file)
                     .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
                 data = Payload::Spooled(file, len);
@@ -191,6 +189,27 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
         let output = written?;
         Ok((summary, output))
     })
+}
+
+/// Copies an entry's data to a spool file: a failed read is the upload's
+/// (400, or 413 at a limit), a failed write the server's (507 when the disk
+/// is full).
+fn spool<R: Read>(
+    checked: &mut CheckedEntry<'_, R>,
+    out: &mut impl Write,
+) -> Result<u64, ServiceError> {
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match checked.entry.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) => return Err(checked.read_error(e).into()),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| ServiceError::internal_from("spooling a large member", e))?;
+        total += n as u64;
+    }
 }
 
 /// `./`-prefixed name bytes for a clean relative path.
