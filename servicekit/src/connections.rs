@@ -107,6 +107,7 @@ impl<A: Acceptor> Acceptor for CappedAcceptor<A> {
                 head_timeout,
                 deadline: Some(Box::pin(tokio::time::sleep(head_timeout))),
                 last: [0; 3],
+                http2: false,
             },
             local,
             remote,
@@ -118,9 +119,9 @@ impl<A: Acceptor> Acceptor for CappedAcceptor<A> {
 /// A connection holding its place under the cap until it closes, and
 /// closed if a request head does not arrive in time.
 ///
-/// The deadline runs from the connection's start and from each write (the
-/// end of a reply, an interim `100 Continue`) until the end of a request
-/// head (`\r\n\r\n`) is read. Once a head is in, nothing here times out:
+/// The deadline runs from the connection's start and from each write of a
+/// reply (not an interim `100 Continue`) until the end of a request head
+/// (`\r\n\r\n`) is read. Once a head is in, nothing here times out:
 /// a handler may sign for minutes while the client waits, and a stalled
 /// body is ended by [`crate::drain`]. (Multipart bodies, all our endpoints
 /// take, carry `\r\n\r\n` after each part's headers.)
@@ -131,19 +132,29 @@ pub struct Counted<T> {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The last bytes read, to find a `\r\n\r\n` split across reads.
     last: [u8; 3],
+    /// An HTTP/2 connection: no head deadline.
+    http2: bool,
 }
 
 impl<T> Counted<T> {
-    /// Notes bytes read: the end of a head disarms the deadline.
+    /// Notes bytes read: the end of a head disarms the deadline; an HTTP/2
+    /// preface disarms it for good (h2 frames carry no `\r\n\r\n`, and an
+    /// h2 connection reads all the time).
     fn saw(&mut self, bytes: &[u8]) {
         if bytes.is_empty() || self.deadline.is_none() {
             return;
         }
-        let mut joined = self.last.to_vec();
-        joined.extend_from_slice(&bytes[bytes.len().saturating_sub(4096)..]);
-        if bytes.len() > 4096 || joined.windows(4).any(|w| w == b"\r\n\r\n") {
-            // A long read is a body in flight, not a trickled head.
+        if bytes.starts_with(b"PRI * HTTP/2.0") {
+            self.http2 = true;
             self.deadline = None;
+            return;
+        }
+        let mut joined = self.last.to_vec();
+        joined.extend_from_slice(bytes);
+        if joined.windows(4).any(|w| w == b"\r\n\r\n") {
+            self.deadline = None;
+            self.last = [0; 3];
+            return;
         }
         let n = joined.len();
         self.last.copy_from_slice(&joined[n - 3..]);
@@ -182,9 +193,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            // After a reply, the next request's head is due in time too.
+        // After a reply, the next request's head is due in time too; an
+        // interim `100 Continue` is not a reply (the body comes next).
+        let reply = !self.http2 && !buf.starts_with(b"HTTP/1.1 100");
+        if reply && matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             let due = tokio::time::Instant::now() + self.head_timeout;
+            self.last = [0; 3];
             match self.deadline.as_mut() {
                 Some(deadline) => deadline.as_mut().reset(due),
                 None => self.deadline = Some(Box::pin(tokio::time::sleep_until(due))),
