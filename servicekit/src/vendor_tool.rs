@@ -271,8 +271,9 @@ impl ToolRun {
             Err(source) => return Err(ToolError::Spawn { program, source }),
         };
         let group = ProcessGroup(child.id().map(|pid| pid as libc::pid_t));
-        let stdout = read_tail(child.stdout.take(), self.output_cap);
-        let stderr = read_tail(child.stderr.take(), self.output_cap);
+        let (stdout, stderr) = (Tail::new(self.output_cap), Tail::new(self.output_cap));
+        let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+        let readers = async { tokio::join!(stdout.fill(out_pipe), stderr.fill(err_pipe)) };
         let status = async {
             let status = match tokio::time::timeout(self.timeout, child.wait()).await {
                 Ok(status) => Ok(status),
@@ -293,7 +294,18 @@ impl ToolRun {
             group.signal(libc::SIGKILL);
             status
         };
-        let (status, stdout, stderr) = tokio::join!(status, stdout, stderr);
+        tokio::pin!(readers, status);
+        // Output is read while the tool runs (a full pipe would stall it);
+        // once it has exited, the pipes get `grace` to close: a helper that
+        // left the group (setsid) and kept them open does not hold the run.
+        let status = tokio::select! {
+            status = &mut status => {
+                let _ = tokio::time::timeout(self.grace, &mut readers).await;
+                status
+            }
+            _ = &mut readers => status.await,
+        };
+        let (stdout, stderr) = (stdout.take(), stderr.take());
         let output = ToolOutput { stdout, stderr };
         match status {
             Err(()) => Err(ToolError::TimedOut {
@@ -351,24 +363,40 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Reads `stream` to its end, keeping only its last `cap` bytes.
-async fn read_tail<R: AsyncRead + Unpin>(stream: Option<R>, cap: usize) -> Vec<u8> {
-    let Some(mut stream) = stream else {
-        return Vec::new();
-    };
-    let mut kept = std::collections::VecDeque::with_capacity(cap.min(64 * 1024));
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                kept.extend(&buf[..n]);
-                let excess = kept.len().saturating_sub(cap);
-                kept.drain(..excess);
+/// The last `cap` bytes of a stream, filled as it is read.
+struct Tail {
+    cap: usize,
+    kept: std::sync::Mutex<std::collections::VecDeque<u8>>,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            kept: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Reads `stream` to its end (or until dropped), keeping its tail.
+    async fn fill<R: AsyncRead + Unpin>(&self, stream: Option<R>) {
+        let Some(mut stream) = stream else { return };
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let mut kept = self.kept.lock().expect("not poisoned");
+                    kept.extend(&buf[..n]);
+                    let excess = kept.len().saturating_sub(self.cap);
+                    kept.drain(..excess);
+                }
             }
         }
     }
-    kept.into()
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.kept.lock().expect("not poisoned")).into()
+    }
 }
 
 /// Replaces `workdir` in `text` so a message shows paths relative to the

@@ -244,3 +244,32 @@ fn a_missing_tool_and_a_crash_are_told_apart() {
         other => panic!("expected a crash, got {other:?}"),
     }
 }
+
+#[test]
+fn a_helper_that_leaves_the_group_with_the_pipes_open_does_not_hold_the_run() {
+    let base = tempfile::tempdir().unwrap();
+    let work = WorkDir::create(base.path()).unwrap();
+    let started = Instant::now();
+    let output = runtime()
+        .block_on(
+            ToolRun::new("/bin/sh", work.path())
+                .args([
+                    "-c",
+                    "setsid sh -c 'echo $$ > escaped.pid; exec sleep 30' & sleep 0.2; echo done",
+                ])
+                .grace(Duration::from_millis(500))
+                .run(),
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run waited {:?} for a helper's pipes",
+        started.elapsed()
+    );
+    // It escaped the group on purpose; end it here.
+    let escaped = read_pid(&work.path().join("escaped.pid"));
+    unsafe {
+        libc::kill(escaped, libc::SIGKILL);
+    }
+}
