@@ -34,6 +34,9 @@ impl WorkDir {
     pub fn for_request(base: &Path) -> Result<Arc<Self>, crate::ServiceError> {
         Self::create(base).map_err(|e| {
             tracing::error!(base = %base.display(), error = %e, "cannot create a request work directory");
+            if crate::error::is_disk_full(&e) {
+                return crate::ServiceError::disk_full("creating the request's work directory");
+            }
             crate::ServiceError::Misconfigured(format!(
                 "cannot create a request work directory (DIGSIGSERVER_WORKDIR): {e}"
             ))
