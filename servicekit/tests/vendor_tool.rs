@@ -26,6 +26,18 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// A fresh work dir under a fresh base (kept alive by the returned TempDir).
+fn work_dir() -> (tempfile::TempDir, std::sync::Arc<WorkDir>) {
+    let base = tempfile::tempdir().unwrap();
+    let work = WorkDir::create(base.path()).unwrap();
+    (base, work)
+}
+
+/// `sh -c script` run in `work`.
+fn sh(work: &Path, script: &str) -> ToolRun {
+    ToolRun::new("/bin/sh", work).args(["-c", script])
+}
+
 fn read_pid(path: &Path) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -60,8 +72,7 @@ const HANGS_WITH_GRANDCHILD: &str =
 
 #[test]
 fn a_hung_tool_and_its_background_child_die_at_the_timeout_and_the_work_dir_goes() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (base, work) = work_dir();
     let started = Instant::now();
     let result = runtime().block_on(
         ToolRun::new("/bin/sh", work.path())
@@ -96,8 +107,7 @@ fn a_hung_tool_and_its_background_child_die_at_the_timeout_and_the_work_dir_goes
 
 #[test]
 fn dropping_the_run_kills_the_whole_group() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let rt = runtime();
     let run = ToolRun::new("/bin/sh", work.path())
         .args(["-c", HANGS_WITH_GRANDCHILD])
@@ -115,14 +125,15 @@ fn dropping_the_run_kills_the_whole_group() {
 
 #[test]
 fn stragglers_of_a_tool_that_exits_are_killed_and_do_not_hold_the_reply() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let started = Instant::now();
     let output = runtime()
         .block_on(
-            ToolRun::new("/bin/sh", work.path())
-                .args(["-c", "sleep 300 & echo $! > grandchild.pid; echo done"])
-                .run(),
+            sh(
+                work.path(),
+                "sleep 300 & echo $! > grandchild.pid; echo done",
+            )
+            .run(),
         )
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "done\n");
@@ -139,8 +150,7 @@ fn the_tool_sees_only_the_environment_it_is_given() {
     );
     std::env::set_var("DIGSIGSERVER_KEYFILE_URI", "s3://secret-bucket/keys");
     std::env::set_var("https_proxy", "http://proxy.example:3128");
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let output = runtime()
         .block_on(
             ToolRun::new("/usr/bin/env", work.path())
@@ -176,14 +186,9 @@ fn the_tool_sees_only_the_environment_it_is_given() {
 
 #[test]
 fn stdin_is_empty_and_the_tool_runs_in_the_work_dir() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let output = runtime()
-        .block_on(
-            ToolRun::new("/bin/sh", work.path())
-                .args(["-c", "pwd; wc -c"])
-                .run(),
-        )
+        .block_on(sh(work.path(), "pwd; wc -c").run())
         .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     let canonical = work.path().canonicalize().unwrap();
@@ -192,8 +197,7 @@ fn stdin_is_empty_and_the_tool_runs_in_the_work_dir() {
 
 #[test]
 fn output_is_capped_and_keeps_its_tail() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let err = runtime()
         .block_on(
             ToolRun::new("/bin/sh", work.path())
@@ -218,8 +222,7 @@ fn output_is_capped_and_keeps_its_tail() {
 
 #[test]
 fn a_missing_tool_and_a_crash_are_told_apart() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let rt = runtime();
     let missing = rt
         .block_on(ToolRun::new("/opt/NXP/cst-9.9/linux64/bin/cst", work.path()).run())
@@ -230,11 +233,7 @@ fn a_missing_tool_and_a_crash_are_told_apart() {
     );
     assert_eq!(missing.to_string(), "cst is not installed");
     let crashed = rt
-        .block_on(
-            ToolRun::new("/bin/sh", work.path())
-                .args(["-c", "echo about to crash >&2; kill -SEGV $$"])
-                .run(),
-        )
+        .block_on(sh(work.path(), "echo about to crash >&2; kill -SEGV $$").run())
         .unwrap_err();
     match crashed {
         ToolError::Signalled { signal, output, .. } => {
@@ -247,8 +246,7 @@ fn a_missing_tool_and_a_crash_are_told_apart() {
 
 #[test]
 fn a_helper_that_leaves_the_group_with_the_pipes_open_does_not_hold_the_run() {
-    let base = tempfile::tempdir().unwrap();
-    let work = WorkDir::create(base.path()).unwrap();
+    let (_base, work) = work_dir();
     let started = Instant::now();
     let output = runtime()
         .block_on(
