@@ -33,6 +33,10 @@ pub enum ServiceError {
     /// The server is misconfigured; the operator must fix it (500).
     #[error("server misconfiguration: {0}")]
     Misconfigured(String),
+    /// The request asks for something this server does not do yet (501),
+    /// e.g. i.MX signing with `backend=pkcs11`.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// Something the service depends on is unreachable (503).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -76,6 +80,7 @@ impl ServiceError {
             ServiceError::Misconfigured(_)
             | ServiceError::Internal(_)
             | ServiceError::InternalCause { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -162,7 +167,7 @@ impl IntoResponse for ServiceError {
 /// The error statuses a signing endpoint documents in the OpenAPI document.
 /// Each is plain text saying what to fix (4xx) or what the operator must
 /// fix (5xx).
-const DOCUMENTED: [(u16, &str); 9] = [
+const DOCUMENTED: [(u16, &str); 10] = [
     (400, "Bad request: a field is missing or invalid, or the artifact is not what this endpoint takes. The message says what to fix."),
     (403, "The request names a location the server is not configured to allow (an artifact-uri outside DIGSIGSERVER_MENDER_ALLOWED_URIS); the message names the rule."),
     (404, "The machine or distro has no keys of this endpoint's sign type on this server."),
@@ -170,6 +175,7 @@ const DOCUMENTED: [(u16, &str); 9] = [
     (415, "The body is not multipart/form-data: send the fields as `curl -F name=value -F artifact=@file` does."),
     (422, "The request is well formed but there is nothing in it this endpoint can sign."),
     (500, "Server misconfiguration (e.g. a key file missing or not matching its certificate) or an internal error; the message tells the operator what to fix. Never contains key material."),
+    (501, "The request asks for an option this server does not support yet (e.g. i.MX `backend=pkcs11`); the message says which."),
     (503, "The key store (or another service this one depends on) is unreachable, or the server is busy (then with Retry-After)."),
     (507, "The server's disk is full (its work dir or upload spool); retry later."),
 ];
