@@ -7,7 +7,8 @@
 # check and a closing "N passed, M failed".
 # Usage: docker/e2e.sh      (as root or a docker user; needs curl, cc, tar,
 #                            openssl, modinfo, the kernel's sign-file,
-#                            mender-artifact and od)
+#                            mender-artifact, od, and srktool and csf_parser
+#                            from imx-code-signing-tool)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +62,33 @@ mkdir -p "$otk"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$otk/optee-signing-key.pem" 2>/dev/null
 openssl pkey -in "$otk/optee-signing-key.pem" -pubout -out "$work/optee-public.pem"
 cp "$otk/optee-signing-key.pem" "$work/optee-private.pem"
+# A HAB4 PKI (openssl and srktool) as i.MX keys, a boot image and its CSF.
+svc-imx/tests/fixtures/make-hab4-pki "$work/pki" >/dev/null
+mkdir -p "$work/keys/e2e/imxsign"
+tar -C "$work/pki" -czf "$work/keys/e2e/imxsign/imx-cst-keys.tar.gz" SRK_1_2_3_4_table.bin crts keys
+head -c 32768 /dev/urandom > "$work/imx-boot.bin"
+cat > "$work/imx-boot.csf" <<'CSF'
+[Header]
+    Version = 4.2
+    Hash Algorithm = sha256
+    Engine = CAAM
+    Engine Configuration = 0
+    Certificate Format = X509
+    Signature Format = CMS
+[Install SRK]
+    File = "SRK_1_2_3_4_table.bin"
+    Source index = 0
+[Install CSFK]
+    File = "crts/CSF1_1_sha256_2048_65537_v3_usr_crt.pem"
+[Authenticate CSF]
+[Install Key]
+    Verification index = 0
+    Target Index = 2
+    File = "crts/IMG1_1_sha256_2048_65537_v3_usr_crt.pem"
+[Authenticate Data]
+    Verification index = 2
+    Blocks = 0x877ff400 0x0 0x8000 "imx-boot.bin"
+CSF
 if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$work/keys"; chmod -R go-rwx "$work/keys"; else chmod -R a+rX "$work/keys"; fi
 export DIGSIG_KEYS_DIR=$work/keys
 # Mender artifacts are signed where they are: a directory mounted at the same
@@ -91,7 +119,7 @@ printf '0x10\n' > "$work/optee/ta/hello/out/$ta_uuid.ta-version"
 echo "== starting the stack"
 docker/compose up -d >/dev/null 2>"$work/up.log" || { cat "$work/up.log"; echo "FAIL  compose up"; failed=$((failed + 1)); exit 1; }
 wait_ready() { for _ in $(seq 1 120); do curl -sf "$GW/ready" >/dev/null && return 0; sleep 0.5; done; curl -s "$GW/ready"; return 1; }
-check "gateway ready on :$DIGSIG_PORT with svc-kmod, svc-optee and svc-update routed" wait_ready
+check "gateway ready on :$DIGSIG_PORT with svc-kmod, svc-optee, svc-update and svc-imx routed" wait_ready
 
 sign_modules() { # the kernel-module-signing.bbclass calls, then the checks
   local out=$work/out-$1; rm -rf "$out"; mkdir -p "$out"
@@ -155,18 +183,34 @@ sign_optee() { # upstream's documented OP-TEE client call; the TA checked with o
 check "sign OP-TEE TAs through the gateway, PSS (digest by openssl dgst; openssl pkeyutl -verify)" sign_optee TEE_ALG_RSASSA_PKCS1_PSS_MGF1_SHA256
 check "sign OP-TEE TAs through the gateway, PKCS#1 v1.5 (byte-identical to openssl pkeyutl -sign)" sign_optee TEE_ALG_RSASSA_PKCS1_V1_5_SHA256
 
+sign_imx() { # upstream's README call; the blob checked with csf_parser and openssl cms
+  local out=$work/imx; rm -rf "$out"; mkdir -p "$out"
+  ( cd "$work" && curl --silent --show-error --fail -X POST -F machine=e2e -F soctype=mx8m \
+      -F cstversion=3.3.1 -F "csf=@imx-boot.csf;type=text/plain" -F "artifact=@imx-boot.bin" \
+      --output imx/csf.bin "$GW/sign/imx" ) || return 1
+  ( cd "$out" && csf_parser -c csf.bin >/dev/null ) || return 1
+  cmp "$out/output/SRKTable.bin" "$work/pki/SRK_1_2_3_4_table.bin" || return 1
+  openssl x509 -inform DER -in "$out/output/cert1.der" | cmp - "$work/pki/crts/IMG1_1_sha256_2048_65537_v3_usr_crt.pem" || return 1
+  head -c "$(( 0x$(od -An -tx1 -j1 -N2 "$out/csf.bin" | tr -d ' \n') ))" "$out/csf.bin" > "$out/commands"
+  openssl cms -verify -inform DER -binary -noverify -in "$out/output/sig0.bin" -content "$out/commands" \
+    -certfile "$work/pki/crts/CSF1_1_sha256_2048_65537_v3_usr_crt.pem" -out /dev/null || return 1
+  openssl cms -verify -inform DER -binary -noverify -in "$out/output/sig1.bin" -content "$work/imx-boot.bin" \
+    -certfile "$work/pki/crts/IMG1_1_sha256_2048_65537_v3_usr_crt.pem" -out /dev/null
+}
+check "sign an i.MX CSF through the gateway (csf_parser parses it; SRK table and certs are the PKI's; openssl cms verifies both signatures)" sign_imx
+
 openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
 check "OpenAPI document and Swagger UI served" openapi_lists_modules
 not_published() {
   local s bindings
-  for s in svc-kmod svc-optee svc-update; do
+  for s in svc-kmod svc-optee svc-update svc-imx; do
     bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$(docker/compose ps -q $s)")
     echo "$s port bindings: $bindings"; [ "$bindings" = "{}" ] || [ "$bindings" = "null" ] || return 1
   done
 }
 check "the services are not published on the host" not_published
 non_root() {
-  for s in gateway svc-kmod svc-optee svc-update; do
+  for s in gateway svc-kmod svc-optee svc-update svc-imx; do
     [ "$(docker inspect -f '{{.Config.User}}' "$(docker/compose ps -q $s)")" = digsig ] || { echo "$s runs as root"; return 1; }
   done
 }
@@ -180,7 +224,7 @@ healthy() { # the first check runs a few seconds after start
   done
   echo "$1 is $state"; return 1
 }
-check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-optee && healthy svc-update"
+check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-optee && healthy svc-update && healthy svc-imx"
 
 echo "== stopping svc-kmod"
 docker/compose stop svc-kmod >/dev/null 2>&1
@@ -197,7 +241,7 @@ ready_names_kmod() { local b; b=$(curl -s -w ' %{http_code}' "$GW/ready"); echo 
 check "/ready is 503 naming service kmod" ready_names_kmod
 others_still_answer() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/health")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/imx")" = 501 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/tegra")" = 501 ]
 }
 check "the gateway and its other domains keep answering (health 200; unbuilt endpoints 501)" others_still_answer
 check "update packages keep being signed while svc-kmod is down" sign_swupdate

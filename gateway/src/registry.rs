@@ -26,6 +26,7 @@ use crate::proxy::Upstream;
 
 /// Every domain linked into this build. One line per domain.
 pub const BUILT: &[BuiltDomain] = &[
+    BuiltDomain::of::<svc_imx::Imx>(),
     BuiltDomain::of::<svc_kmod::Kmod>(),
     BuiltDomain::of::<svc_optee::Optee>(),
     BuiltDomain::of::<svc_update::Update>(),

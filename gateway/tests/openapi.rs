@@ -2,6 +2,8 @@
 //! by a real browser (Debian's chromium, headless).
 
 mod harness;
+#[path = "../../svc-imx/tests/common/mod.rs"]
+mod imx_common;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
 
@@ -11,7 +13,8 @@ use harness::*;
 use kmod_common::*;
 
 /// Every signing endpoint this build serves.
-const BUILT_ENDPOINTS: [&str; 4] = [
+const BUILT_ENDPOINTS: [&str; 5] = [
+    "/sign/imx",
     "/sign/modules",
     "/sign/optee",
     "/sign/swupdate",
@@ -41,14 +44,19 @@ fn schemathesis_finds_nothing_wrong() {
         "schemathesis found problems:\n{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("6 selected / 6 total"), "{report}");
+    assert!(report.contains("7 selected / 7 total"), "{report}");
     assert!(!report.contains(" 0 generated"), "{report}");
 }
 
 fn gateway(tmp: &std::path::Path) -> TestGateway {
     let root = tmp.join("keys");
     kmod_keystore(&root, "m", KeyKind::Rsa(2048), "openapi");
-    TestGateway::embedded(&format!("file://{}", root.display()))
+    // A real CST, so /sign/imx is as an operator runs it (without one it is
+    // a 500 asking the operator to install it).
+    let cst_base = imx_common::cst_base().display().to_string();
+    TestGateway::start(Some(&format!("file://{}", root.display())), move |c| {
+        c.service.settings.set(svc_imx::CST_BASE_VAR, cst_base)
+    })
 }
 
 #[test]

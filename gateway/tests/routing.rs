@@ -257,7 +257,6 @@ fn domains_this_build_lacks_answer_501_saying_so() {
         (Domain::Tegra, "/sign/tegra/uefi"),
         (Domain::Tegra, "/sign/tegra/ueficapsule"),
         (Domain::Tegra, "/sign/tegra/ekb"),
-        (Domain::Imx, "/sign/imx"),
         (Domain::Fitimage, "/sign/fitimage"),
         (Domain::Rockchip, "/sign/rk"),
         (Domain::Rockchip, "/sign/rkoptee-tee"),

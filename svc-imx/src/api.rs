@@ -6,13 +6,14 @@ use std::sync::Arc;
 use keystore::{KeyFileName, KeyStore, SignType};
 use poem_openapi::payload::Binary;
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi, Tags};
+use poem_openapi::{ApiResponse, Multipart, OpenApi, Tags};
 use servicekit::archive::extract_tar_gz;
 use servicekit::form_fields::{SelectorField, TextField};
 use servicekit::{ArchiveLimits, ServiceError, WorkDir};
 use tokio::io::AsyncWriteExt;
 
 use crate::artifact_name::ArtifactName;
+use crate::backend::Backend;
 use crate::csf::{CsfText, MAX_CSF_BYTES};
 use crate::cst::CstInstalls;
 use crate::demo::KEYS_TARBALL;
@@ -34,17 +35,6 @@ const KEYS_TARBALL_LIMITS: ArchiveLimits = ArchiveLimits {
     max_entries: 1000,
     max_ratio: 200,
 };
-
-/// The CST back end a CSF is signed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum Backend {
-    /// Keys and certificates from the machine's keys tarball (the default).
-    Ssl,
-    /// Keys in a PKCS#11 token (upstream's YubiHSM support): answers 501,
-    /// not supported yet.
-    Pkcs11,
-}
 
 fn default_backend() -> Backend {
     Backend::Ssl
@@ -71,7 +61,8 @@ pub struct SignImxForm {
     /// name the CSF gives it (curl sends the local file's name); at most
     /// 256 MiB.
     artifact: Upload,
-    /// `ssl` (default) or `pkcs11` (not supported yet: 501).
+    /// `ssl` (the default, and the only back end here). Upstream's `pkcs11`
+    /// (keys in a YubiHSM) is answered with 501: not supported yet.
     #[oai(default = "default_backend")]
     backend: Backend,
 }

@@ -4,6 +4,7 @@
 //! - [`soc`]: the `soctype` values, the HAB4 SoC families.
 //! - [`csf`]: the CSF description, checked before `cst` reads it.
 //! - [`artifact_name`]: the artifact's file name, a plain name only.
+//! - [`backend`]: the `backend` field (`ssl`; `pkcs11` is a 501).
 //! - [`cst`]: the installed CST versions, and one run of `cst`.
 //! - [`srk_table`]: the HAB4 SRK table (for the demo keys).
 //! - [`status`]: how this service's errors map to HTTP statuses.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod artifact_name;
+pub mod backend;
 pub mod csf;
 pub mod cst;
 pub mod demo;
