@@ -19,8 +19,10 @@
  *    offer: they fail, and cst reports the failure.
  *
  * Unlike NXP's sample, nothing here writes past the caller's buffers, and a
- * path that climbs out of cst's working directory is refused (the service
- * also refuses such CSFs before cst runs; this is the second fence).
+ * certificate path that climbs out of cst's working directory gets no key
+ * (a second fence for the key lookup only: the service refuses CSFs naming
+ * any file outside the work dir before cst runs, which is what keeps cst's
+ * own reads of certificates, SRK tables and data inside it).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -71,8 +73,9 @@ int32_t get_key_file(const char *cert_file, char *key_file)
     }
     memcpy(dot - 3, "key", 3);
 
+    /* As NXP's sample: the first "crts" anywhere in the path. */
     dir = strstr(key_file, "crts");
-    if (dir != NULL && (slash == NULL || dir < slash))
+    if (dir != NULL)
         memcpy(dir, "keys", 4);
     return CAL_SUCCESS;
 }

@@ -9,7 +9,7 @@ use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi, Tags};
 use servicekit::archive::extract_tar_gz;
 use servicekit::form_fields::{SelectorField, TextField};
-use servicekit::{ArchiveLimits, ServiceError, WorkDir};
+use servicekit::{ArchiveError, ArchiveLimits, ServiceError, WorkDir};
 use tokio::io::AsyncWriteExt;
 
 use crate::artifact_name::ArtifactName;
@@ -54,8 +54,9 @@ pub struct SignImxForm {
     cstversion: TextField,
     /// The CSF description (text). Any content type is accepted (upstream
     /// takes only `text/plain`, which curl sends only for `.txt` names).
-    /// File names in it must be relative paths inside the keys tarball, or
-    /// the artifact's own name; at most 64 KiB.
+    /// File names in it must be relative paths inside the keys tarball (not
+    /// `key_pass.txt` or under `keys/`), and `Blocks` may name only the
+    /// artifact; at most 64 KiB.
     csf: Upload,
     /// The binary the CSF's `Blocks` authenticate, sent under the plain file
     /// name the CSF gives it (curl sends the local file's name); at most
@@ -117,9 +118,10 @@ impl ImxApi {
     /// afterwards. `cst` finds a certificate's key by NXP's rule (`crts/` →
     /// `keys/`, `_crt` → `_key`) and its pass phrase in `key_pass.txt`
     /// beside it. A CSF `cst` refuses (a syntax error, a certificate or key
-    /// the tarball lacks, data it cannot read) is a 422 with `cst`'s
-    /// message; a CSF naming a file outside the work dir, an artifact name
-    /// with a path, or an unknown `cstversion` is a 400.
+    /// the tarball lacks) is a 422 with `cst`'s message; a CSF naming a file
+    /// outside the work dir or key material, `Blocks` naming anything but
+    /// the artifact, an artifact name with a path, or an unknown
+    /// `cstversion` is a 400.
     #[oai(path = "/sign/imx", method = "post", tag = "ApiTags::Imx")]
     async fn sign_imx(&self, form: SignImxForm) -> Result<SignImxResponse, ServiceError> {
         self.sign(form).await
@@ -148,6 +150,18 @@ impl ImxApi {
             .await
             .map_err(|e| ServiceError::internal_from("reading the uploaded CSF", e))?;
         let csf = CsfText::parse(csf)?;
+        // Only the client's own data is authenticated: a Blocks entry naming
+        // a file of the keys tarball would sign key bytes for the client.
+        if let Some(other) = csf
+            .files()
+            .iter()
+            .find(|f| f.is_block_data && f.name != name.as_str())
+        {
+            return Err(ServiceError::BadRequest(format!(
+                "csf line {}: Blocks name \"{}\", but the artifact was sent as \"{name}\": Blocks may only name the artifact (send it under the name the CSF uses)",
+                other.line, other.name
+            )));
+        }
         if form.artifact.size() == 0 {
             return Err(ServiceError::BadRequest(
                 "artifact is empty: send the binary the CSF's Blocks authenticate".into(),
@@ -173,11 +187,14 @@ impl ImxApi {
                 let _held = work;
                 std::fs::create_dir(&dir)
                     .map_err(|e| ServiceError::internal_from("creating the signing directory", e))?;
-                extract_tar_gz(keys.bytes(), &dir, &KEYS_TARBALL_LIMITS).map_err(|e| {
-                    ServiceError::Misconfigured(format!(
+                extract_tar_gz(keys.bytes(), &dir, &KEYS_TARBALL_LIMITS).map_err(|e| match e {
+                    ArchiveError::Io(e) => {
+                        ServiceError::internal_from("extracting the keys tarball", e)
+                    }
+                    e => ServiceError::Misconfigured(format!(
                         "the keys tarball {}/{KEYS_TARBALL} of machine '{machine}' is unusable: {e}",
                         SignType::Imx.dir_name()
-                    ))
+                    )),
                 })?;
                 drop(keys);
                 write_new(&dir.join(CSF_FILE), csf.as_bytes()).map_err(|e| {

@@ -16,7 +16,7 @@ impl From<CsfError> for ServiceError {
             CsfError::Empty
             | CsfError::NotText
             | CsfError::Unterminated { .. }
-            | CsfError::OutsideWorkDir { .. } => ServiceError::BadRequest(msg),
+            | CsfError::NotAllowed { .. } => ServiceError::BadRequest(msg),
         }
     }
 }

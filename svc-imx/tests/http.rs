@@ -145,7 +145,7 @@ fn field_mistakes_are_400s_that_say_what_to_fix() {
             reply.text()
         );
     };
-    check(with("csf", ""), 400, &["csf"]);
+    check(with("csf", ""), 400, &["field `csf`"]);
     check(with("artifact", ""), 400, &["artifact"]);
     check(with("machine", ""), 400, &["machine"]);
     check(
@@ -192,15 +192,23 @@ fn an_artifact_name_with_a_path_is_refused_and_nothing_is_written() {
             reply.text()
         );
     }
-    assert!(!base.parent().unwrap().join("escaped.bin").exists());
+    // `../../` from a request's `<base>/<request>/sign` is the base itself:
+    // leftovers would show it.
     assert!(!Path::new("/tmp/escaped.bin").exists());
     assert!(svc.leftovers().is_empty(), "left: {:?}", svc.leftovers());
     // A name that is a file of the keys tarball would replace it: refused.
-    let fields: Vec<&str> = GOOD[..4]
-        .iter()
-        .copied()
-        .chain(["artifact=@flash.bin;filename=SRK_1_2_3_4_table.bin"])
-        .collect();
+    std::fs::write(
+        s.tmp.path().join("srk.txt"),
+        csf_text("SRK_1_2_3_4_table.bin", 0x400),
+    )
+    .unwrap();
+    let fields = [
+        "machine=m",
+        "soctype=mx8m",
+        "cstversion=3.3.1",
+        "csf=@srk.txt",
+        "artifact=@flash.bin;filename=SRK_1_2_3_4_table.bin",
+    ];
     let reply = post(&svc.url, &fields, s.tmp.path());
     assert_eq!(reply.status, 422, "{}", reply.text());
     assert!(
@@ -210,6 +218,7 @@ fn an_artifact_name_with_a_path_is_refused_and_nothing_is_written() {
         "{}",
         reply.text()
     );
+    assert!(svc.leftovers().is_empty(), "left: {:?}", svc.leftovers());
 }
 
 #[test]
@@ -272,9 +281,14 @@ fn csf_mistakes_get_cst_s_own_message_or_a_400_and_no_server_paths() {
         "{}",
         reply.text()
     );
-    // Data the CSF names but nobody sent.
+    // Data the CSF names but nobody sent: the name it expects is said.
     let reply = try_csf(&csf.replace("\"flash.bin\"", "\"u-boot.bin\""));
-    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(
+        reply.text().contains("Blocks name \"u-boot.bin\""),
+        "{}",
+        reply.text()
+    );
     // A syntax error (cst aborts after reporting it).
     let reply = try_csf(&csf.replace("[Authenticate CSF]", "[Authenticate CSF\nbogus"));
     assert_eq!(reply.status, 422, "{}", reply.text());
@@ -308,15 +322,16 @@ fn a_hostile_keys_tarball_is_the_operator_s_500_and_writes_nothing_outside() {
     let s = setup();
     let dir = s.tmp.path();
     let evil = dir.join("evil");
-    std::fs::create_dir_all(evil.join("inner")).unwrap();
+    std::fs::create_dir_all(evil.join("a/b")).unwrap();
     std::fs::write(evil.join("payload"), b"x").unwrap();
-    // A member named ../payload (GNU tar keeps it with -P).
+    // A member named ../../payload (GNU tar keeps it with -P): from a
+    // request's `<base>/<request>/sign`, the work dir base itself.
     let keys = dir.join("keys/m/imxsign/imx-cst-keys.tar.gz");
     run(Command::new("tar")
-        .current_dir(evil.join("inner"))
+        .current_dir(evil.join("a/b"))
         .args(["-P", "-czf"])
         .arg(&keys)
-        .arg("../payload"));
+        .arg("../../payload"));
     let svc = start_svc_imx(&s.uri, cst_base(), &[]);
     let reply = post(&svc.url, &GOOD, dir);
     assert_eq!(reply.status, 500, "{}", reply.text());
