@@ -174,7 +174,6 @@ fn field_mistakes_are_400s_that_say_what_to_fix() {
 fn an_artifact_name_with_a_path_is_refused_and_nothing_is_written() {
     let s = setup();
     let svc = start_svc_imx(&s.uri, cst_base(), &[]);
-    let base = svc.workdir_base.path().to_path_buf();
     for name in [
         "../escaped.bin",
         "../../escaped.bin",
