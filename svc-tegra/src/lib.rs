@@ -1,0 +1,12 @@
+//! digsig NVIDIA Jetson (tegra) bootloader signing (`POST /sign/tegra`).
+//!
+//! Work in progress (issue 17): not yet served; the gateway still answers
+//! 501 for `/sign/tegra`. What exists:
+//!
+//! - [`manifest`]: the upload's `MANIFEST`, read into typed settings: only
+//!   the keys the Yocto classes write are accepted, each value checked, so
+//!   nothing from an upload names an environment variable or a path outside
+//!   the upload.
+#![deny(missing_docs)]
+
+pub mod manifest;
