@@ -7,6 +7,9 @@
 //!   the keys the Yocto classes write are accepted, each value checked, so
 //!   nothing from an upload names an environment variable or a path outside
 //!   the upload.
+//! - [`bsp`]: where an L4T BSP is, and which of its files a run needs, by
+//!   BSP version and SoC (upstream's per-version sets).
 #![deny(missing_docs)]
 
+pub mod bsp;
 pub mod manifest;
