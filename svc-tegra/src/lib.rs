@@ -9,7 +9,10 @@
 //!   the upload.
 //! - [`bsp`]: where an L4T BSP is, and which of its files a run needs, by
 //!   BSP version and SoC (upstream's per-version sets).
+//! - [`helper_args`]: the flash and signimage helpers' command lines, as
+//!   upstream builds them, with its known bugs fixed.
 #![deny(missing_docs)]
 
 pub mod bsp;
+pub mod helper_args;
 pub mod manifest;

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 /// Every key a MANIFEST may hold, for messages and the API document.
-pub const ACCEPTED_KEYS: [&str; 15] = [
+pub const ACCEPTED_KEYS: [&str; 16] = [
     "DTBFILE",
     "LNXFILE",
     "ODMDATA",
@@ -29,6 +29,7 @@ pub const ACCEPTED_KEYS: [&str; 15] = [
     "localbootfile",
     "BUPGENSPECS",
     "SIGNFILES",
+    "BUPGEN",
 ];
 
 /// Most bytes of a MANIFEST (real ones are well under 1 KiB).
@@ -123,6 +124,9 @@ pub struct Manifest {
     pub bup_specs: Option<Vec<BupSpec>>,
     /// `SIGNFILES`: files to sign one by one.
     pub sign_files: Option<Vec<UploadPath>>,
+    /// `BUPGEN` (older clients): return only the `payloads*` the flash
+    /// helper made.
+    pub bupgen_legacy: bool,
 }
 
 /// Why a MANIFEST is refused (all 400s: the client's to fix).
@@ -223,12 +227,13 @@ impl Manifest {
             "LNXFILE" => self.kernel_file = Some(path(value)?),
             "ODMDATA" => {
                 let ok = !value.is_empty()
+                    && !value.starts_with('-')
                     && value.len() <= 512
                     && value.chars().all(|c| {
                         c.is_ascii_alphanumeric() || matches!(c, ',' | '.' | '_' | ':' | '-')
                     });
                 if !ok {
-                    return Err(bad("is not a hex word or a comma-separated list of names"));
+                    return Err(bad("is not a hex word or a comma-separated list of names (not starting with '-')"));
                 }
                 self.odmdata = Some(value.to_string());
             }
@@ -256,6 +261,7 @@ impl Manifest {
                 self.localbootfile = Some(value.to_string());
             }
             "BUPGENSPECS" => self.bup_specs = Some(parse_specs(value).map_err(bad)?),
+            "BUPGEN" => self.bupgen_legacy = true,
             "SIGNFILES" => {
                 let files = value
                     .split_whitespace()
