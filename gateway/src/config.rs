@@ -162,6 +162,7 @@ mod tests {
             ("DIGSIGSERVER_KMOD_URL", "http://svc-kmod:8080"),
             ("DIGSIGSERVER_OPTEE_URL", "http://svc-optee:8080"),
             ("DIGSIGSERVER_UPDATE_URL", "http://svc-update:8080"),
+            ("DIGSIGSERVER_IMX_URL", "http://svc-imx:8080"),
         ])
         .unwrap();
         assert!(
