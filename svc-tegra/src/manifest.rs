@@ -36,8 +36,10 @@ pub const ACCEPTED_KEYS: [&str; 16] = [
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 
 /// A file of the upload, named relative to its root: no leading `/`, no
-/// `..`, no empty or `.` components. (That it is a regular file inside the
-/// extracted tree is checked when the tree is there.)
+/// `..`, no empty or `.` components, and only `A-Z a-z 0-9 . _ + @ - /`:
+/// the helpers `eval` command lines holding these names, so a `$`, quote,
+/// space or `;` in one would be shell code. (That it is a regular file
+/// inside the extracted tree is checked when the tree is there.)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UploadPath(String);
 
@@ -53,8 +55,11 @@ impl UploadPath {
         if name.starts_with('/') {
             return Err("is an absolute path: name a file inside the upload");
         }
-        if name.chars().any(|c| c.is_control() || c == '\\') {
-            return Err("holds a control character or a backslash");
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '@' | '-' | '/'))
+        {
+            return Err("holds a character other than A-Z a-z 0-9 . _ + @ - / (the signing scripts evaluate it as shell)");
         }
         if name.starts_with('-') {
             return Err("starts with '-' (it would read as an option)");
@@ -458,6 +463,10 @@ BOARDREV=H.0
             ("boardcfg", "x/../../y"),
             ("DTBFILE", "--help"),
             ("localbootfile", "dir/boot.img"),
+            ("DTBFILE", "$(id).dtb"),
+            ("LNXFILE", "boot img"),
+            ("SIGNFILES", "a;reboot"),
+            ("EMMC_BCTS", "x`id`.cfg"),
         ] {
             let text = format!("{key}={value}\n");
             assert!(
