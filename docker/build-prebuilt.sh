@@ -7,10 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docker/bootstrap-base.sh
-cargo build --release --locked -p gateway -p svc-kmod -p svc-optee -p svc-update -p svc-imx
+# One binary: the gateway, and every service when named after it.
+cargo build --release --locked -p gateway --bin digsigserver
 mkdir -p docker/prebuilt
-cp target/release/digsigserver target/release/svc-kmod target/release/svc-optee target/release/svc-update \
-   target/release/svc-imx docker/prebuilt/
+rm -f docker/prebuilt/*
+cp target/release/digsigserver docker/prebuilt/
 # svc-imx's cst back end: built here, where a compiler and libssl-dev are.
 svc-imx/cst/install-cst --backend-only docker/prebuilt/libdigsig-cst-backend.so
 strip docker/prebuilt/*   # the base image has no binutils; strip here

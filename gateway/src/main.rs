@@ -1,4 +1,10 @@
 //! `digsigserver`: digsig's gateway, a drop-in for upstream's command.
+//!
+//! Also every domain's service: invoked under a service's name (`svc-kmod`,
+//! `svc-imx`, ...: a copy or link of this file), it runs that service, as
+//! the service crate's own binary would. The container images carry this
+//! one binary under each name, so a release build links once, not once per
+//! service.
 
 use std::process::ExitCode;
 
@@ -22,8 +28,29 @@ struct Args {
     demo: bool,
 }
 
+fn main() -> ExitCode {
+    match invoked_as_service() {
+        Some(service) => service(),
+        None => gateway_main(),
+    }
+}
+
+/// The service to run when invoked as `svc-<domain>`, by the file name of
+/// `argv[0]`.
+fn invoked_as_service() -> Option<fn() -> ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0)
+        .file_name()?
+        .to_str()?
+        .to_string();
+    gateway::registry::BUILT
+        .iter()
+        .find(|domain| name == format!("svc-{}", domain.name))
+        .map(|domain| domain.service_main)
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn gateway_main() -> ExitCode {
     let args = Args::parse();
     servicekit::telemetry::init(args.server.debug);
     match run(args).await {

@@ -42,6 +42,8 @@ pub struct BuiltDomain {
     pub name: &'static str,
     /// Adds its demo keys.
     pub add_demo_keys: fn(&DemoKeyStore) -> Result<(), Box<dyn Error>>,
+    /// Runs it as its own service (`svc-<name>`'s `main`).
+    pub service_main: fn() -> std::process::ExitCode,
     meta: fn() -> Vec<MetaApi>,
     register: fn(&mut Registry),
     mount: fn(&mut MountContext<'_>) -> Result<AddRoutes, ConfigError>,
@@ -53,6 +55,7 @@ impl BuiltDomain {
         Self {
             name: D::NAME,
             add_demo_keys: D::add_demo_keys,
+            service_main: servicekit::service_main::<D>,
             meta: <Mount<D::Api> as OpenApi>::meta,
             register: <Mount<D::Api> as OpenApi>::register,
             mount: mount::<D>,
