@@ -30,23 +30,41 @@ struct Args {
 
 fn main() -> ExitCode {
     match invoked_as_service() {
-        Some(service) => service(),
-        None => gateway_main(),
+        Ok(Some(service)) => service(),
+        Ok(None) => gateway_main(),
+        Err(name) => {
+            let built: Vec<String> = gateway::registry::BUILT
+                .iter()
+                .map(|d| format!("svc-{}", d.name))
+                .collect();
+            eprintln!(
+                "{name}: no such service in this build (built: {}); run digsigserver for the gateway",
+                built.join(", ")
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 
 /// The service to run when invoked as `svc-<domain>`, by the file name of
-/// `argv[0]`.
-fn invoked_as_service() -> Option<fn() -> ExitCode> {
-    let argv0 = std::env::args_os().next()?;
+/// `argv[0]`; `Err` with the name for an `svc-` name this build lacks (a
+/// service image must not quietly start a gateway instead).
+fn invoked_as_service() -> Result<Option<fn() -> ExitCode>, String> {
+    let Some(argv0) = std::env::args_os().next() else {
+        return Ok(None);
+    };
     let name = std::path::Path::new(&argv0)
-        .file_name()?
-        .to_str()?
-        .to_string();
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.starts_with("svc-") {
+        return Ok(None);
+    }
     gateway::registry::BUILT
         .iter()
         .find(|domain| name == format!("svc-{}", domain.name))
-        .map(|domain| domain.service_main)
+        .map(|domain| Some(domain.service_main))
+        .ok_or(name)
 }
 
 #[tokio::main]

@@ -36,4 +36,17 @@ fn digsigserver_named_after_a_service_is_that_service() {
         assert!(paths.contains_key(path), "{name}: {:?}", paths.keys());
         assert!(!paths.contains_key(other), "{name} serves {other}");
     }
+    // A service name this build lacks fails rather than starting a gateway.
+    let link = tmp.path().join("svc-nothing");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_digsigserver"), &link).unwrap();
+    let out = std::process::Command::new(&link)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no such service") && err.contains("svc-kmod"),
+        "{err}"
+    );
 }

@@ -12,7 +12,7 @@
 //! options with getopt, which would take such a positional for an option.
 
 use crate::bsp::{BspVersion, TegraSoc};
-use crate::manifest::{BupSpec, Manifest};
+use crate::manifest::{BupSpec, Manifest, UploadPath};
 
 /// The key files a run has, as paths the helper is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,11 @@ pub enum ArgsError {
     /// A spec asks for something this BSP's helper has no option for.
     #[error("BUPGENSPECS: {0}")]
     Unsupported(&'static str),
+    /// A machine name the helper would read as an option (`-x.cfg`).
+    #[error(
+        "machine '{0}' starts with '-': the flash helper would read its config name as an option"
+    )]
+    Machine(String),
 }
 
 /// One helper run: the program (a name found on the run's `PATH`, or a
@@ -65,12 +70,15 @@ pub fn flash_helper(
     keys: &KeyPaths,
     bup: Option<&BupSpec>,
 ) -> Result<HelperRun, ArgsError> {
-    // R32's tegra210-flash-helper writes its own path into the flash
-    // script: it is run through the link in the work dir.
-    let program = match soc {
-        TegraSoc::Tegra210 => "./tegra210-flash-helper".to_string(),
-        other => format!("{}-flash-helper", other.name()),
-    };
+    if machine.starts_with('-') {
+        return Err(ArgsError::Machine(machine.chars().take(64).collect()));
+    }
+    // Found on the run's PATH, `_tools/bootloader` first, for every SoC.
+    // Not upstream's `./tegra210-flash-helper`: run from the upload, the
+    // helper would take the upload for its own directory and put it first
+    // on PATH (DESIGN.md). R32's tegra210 helper writes its own path into
+    // the flash script, so the caller rewrites that path in `flashcmd.txt`.
+    let program = format!("{}-flash-helper", soc.name());
     let mut args = vec![if bup.is_some() { "--bup" } else { "--no-flash" }.to_string()];
     let mut env = manifest.helper_env();
     if let Some(spec) = bup {
@@ -154,8 +162,9 @@ pub fn flash_helper(
     Ok(HelperRun { program, args, env })
 }
 
-/// `tegra-signimage-helper` signing `files`.
-pub fn signimage_helper(soc: TegraSoc, keys: &KeyPaths, files: &[String]) -> HelperRun {
+/// `tegra-signimage-helper` signing `files` (checked names from `SIGNFILES`,
+/// not upstream's listing of the whole upload).
+pub fn signimage_helper(soc: TegraSoc, keys: &KeyPaths, files: &[UploadPath]) -> HelperRun {
     let chip = match soc {
         TegraSoc::Tegra186 => "0x18",
         TegraSoc::Tegra194 => "0x19",
@@ -170,7 +179,7 @@ pub fn signimage_helper(soc: TegraSoc, keys: &KeyPaths, files: &[String]) -> Hel
         "-u".to_string(),
         keys.pkc.clone(),
     ];
-    args.extend(files.iter().cloned());
+    args.extend(files.iter().map(|f| f.as_str().to_string()));
     HelperRun {
         program: "tegra-signimage-helper".into(),
         args,
@@ -247,7 +256,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(run.program, "./tegra210-flash-helper");
+        assert_eq!(run.program, "tegra210-flash-helper");
         assert_eq!(
             run.args,
             [
@@ -322,6 +331,21 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_starting_with_a_dash_is_refused() {
+        assert!(matches!(
+            flash_helper(
+                TegraSoc::Tegra186,
+                v("32.7.4"),
+                "-uX",
+                &manifest(""),
+                &keys(false, false),
+                None
+            ),
+            Err(ArgsError::Machine(_))
+        ));
+    }
+
+    #[test]
     fn a_manifest_without_what_the_helper_needs_is_refused() {
         let m = Manifest::parse(b"ODMDATA=0x1\nLNXFILE=boot.img\n").unwrap();
         assert_eq!(
@@ -339,11 +363,11 @@ mod tests {
 
     #[test]
     fn signimage_gets_chip_as_two_arguments() {
-        let run = signimage_helper(
-            TegraSoc::Tegra186,
-            &keys(false, false),
-            &["a.bin".into(), "b.dtb".into()],
-        );
+        let files = [
+            UploadPath::parse("a.bin").unwrap(),
+            UploadPath::parse("b.dtb").unwrap(),
+        ];
+        let run = signimage_helper(TegraSoc::Tegra186, &keys(false, false), &files);
         assert_eq!(
             run.args,
             [

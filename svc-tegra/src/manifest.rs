@@ -179,9 +179,11 @@ pub enum ManifestError {
     },
 }
 
-/// Board identity values: `0000`, `B01`, `00:00:00:D0`, `fuselevel_production`.
+/// Board identity values: `0000`, `B01`, `00:00:00:D0`, or empty; never
+/// starting with `-`.
 fn is_board_value(value: &str) -> bool {
     value.len() <= 64
+        && !value.starts_with('-')
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
@@ -242,6 +244,9 @@ impl Manifest {
                 }
                 self.odmdata = Some(value.to_string());
             }
+            // meta-tegra-signing-server's class writes `EMMC_BCTS=` when
+            // unset: empty is absent (the helper then uses <machine>.cfg).
+            "EMMC_BCTS" if value.is_empty() => {}
             "EMMC_BCTS" => {
                 let files = value.split(',').map(path).collect::<Result<Vec<_>, _>>()?;
                 self.emmc_bcts = Some(files);
@@ -325,6 +330,9 @@ fn parse_specs(value: &str) -> Result<Vec<BupSpec>, &'static str> {
                 .ok_or("has a spec setting that is not name=value")?;
             if !is_board_value(v) {
                 return Err("has a spec value that is not a board identity value");
+            }
+            if name == "bup_type" && !matches!(v, "bl" | "kernel") {
+                return Err("has a bup_type other than bl or kernel");
             }
             let slot = match name {
                 "fab" => &mut spec.fab,
@@ -477,6 +485,14 @@ BOARDREV=H.0
                 "{key}={value} accepted"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_emmc_bcts_is_absent_as_the_signing_server_class_writes_it() {
+        let m = Manifest::parse(format!("{BBCLASS}EMMC_BCTS=\n").as_bytes()).unwrap();
+        assert_eq!(m.emmc_bcts, None);
+        let m = Manifest::parse(format!("{BBCLASS}EMMC_BCTS=a.cfg,b.cfg\n").as_bytes()).unwrap();
+        assert_eq!(m.emmc_bcts.unwrap().len(), 2);
     }
 
     #[test]

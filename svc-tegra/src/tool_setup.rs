@@ -19,6 +19,9 @@ pub enum ToolSetupError {
     /// The BSP lacks a file the run needs: the operator's to fix (500).
     #[error("the L4T BSP is incomplete: it has no {0}")]
     MissingFromBsp(String),
+    /// The upload has a `_tools` of its own: the client's to fix (400).
+    #[error("the upload holds _tools, the name of the BSP tools' directory: leave it out")]
+    UploadHasTools,
     /// Copying failed.
     #[error("setting up the BSP tools failed: {0}")]
     Io(#[from] io::Error),
@@ -28,7 +31,10 @@ pub enum ToolSetupError {
 /// `workdir/_tools` and makes the links.
 pub fn prepare_tools(tree: &Path, workdir: &Path, set: &ToolSet) -> Result<(), ToolSetupError> {
     let tools = workdir.join("_tools");
-    fs::create_dir(&tools)?;
+    fs::create_dir(&tools).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => ToolSetupError::UploadHasTools,
+        _ => e.into(),
+    })?;
     for file in &set.files {
         let src = tree.join(file);
         let dest = tools.join(file);
@@ -58,8 +64,18 @@ pub fn prepare_tools(tree: &Path, workdir: &Path, set: &ToolSet) -> Result<(), T
     }
     for link in &set.links {
         let at = workdir.join(link);
-        if let Some(parent) = at.parent() {
-            fs::create_dir_all(parent)?;
+        if let Some(parent) = at.parent().filter(|p| *p != workdir) {
+            // An uploaded `rollback` that is a link or a file is replaced by
+            // a real directory: the link goes where we mean it to.
+            match fs::symlink_metadata(parent) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(parent)?;
+                    fs::create_dir(parent)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(parent)?,
+                Err(e) => return Err(e.into()),
+            }
         }
         match fs::symlink_metadata(&at) {
             Ok(meta) if meta.is_dir() => fs::remove_dir_all(&at)?,
@@ -140,8 +156,10 @@ mod tests {
         stand_in_bsp(&dir.join("bsp"), &set, "python");
         let work = dir.join("work");
         fs::create_dir_all(&work).unwrap();
-        // An uploaded file under a link's name is replaced by the link.
+        // An uploaded file under a link's name is replaced by the link, and
+        // an uploaded `rollback` link by a directory.
         fs::write(work.join("tegraflash.py"), "print('uploaded')").unwrap();
+        symlink("_tools/bootloader/rollback", work.join("rollback")).unwrap();
         prepare_tools(&dir.join("bsp"), &work, &set).unwrap();
         let bup = work.join("_tools/bootloader/BUP_generator.py");
         let wrapper = fs::read_to_string(&bup).unwrap();
@@ -186,6 +204,19 @@ mod tests {
             .join("_tools/bootloader/BUP_generator.py.real")
             .exists());
         assert!(work.join("t234.py").is_symlink());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_uploaded_tools_directory_is_refused() {
+        let dir = scratch("uploaded-tools");
+        let set = ToolSet::for_bsp(TegraSoc::Tegra186, BspVersion::parse("32.7.4").unwrap());
+        stand_in_bsp(&dir.join("bsp"), &set, "python");
+        fs::create_dir_all(dir.join("work/_tools")).unwrap();
+        assert!(matches!(
+            prepare_tools(&dir.join("bsp"), &dir.join("work"), &set),
+            Err(ToolSetupError::UploadHasTools)
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 
