@@ -2,12 +2,10 @@
 //! passed the rules, and the OpenAPI document states the rules (pattern,
 //! length, an example Swagger UI's "Try it out" fills in).
 
-use std::borrow::Cow;
-
 use keystore::Selector;
 use poem::web::Field;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromMultipartField, ParseResult, Type};
+use poem_openapi::registry::MetaSchema;
+use poem_openapi::types::{ParseError, ParseFromMultipartField, ParseResult};
 use tokio::io::AsyncReadExt;
 
 /// Most bytes a text field may hold. Names are short; a field is read only
@@ -34,21 +32,24 @@ pub async fn read_text_field(field: Field) -> Result<String, String> {
 }
 
 /// Implements poem-openapi's `Type` for a form field that is one string in
-/// the document, described by `schema`.
+/// the document, described by `schema` (a `fn() -> MetaSchema`). Exported
+/// for the service crates' own field types (the caller depends on
+/// poem-openapi).
+#[macro_export]
 macro_rules! string_field_type {
     ($ty:ty, $name:literal, $schema:expr) => {
-        impl Type for $ty {
+        impl ::poem_openapi::types::Type for $ty {
             const IS_REQUIRED: bool = true;
             type RawValueType = Self;
             type RawElementValueType = Self;
 
-            fn name() -> Cow<'static, str> {
+            fn name() -> ::std::borrow::Cow<'static, str> {
                 $name.into()
             }
 
-            fn schema_ref() -> MetaSchemaRef {
-                let schema: fn() -> MetaSchema = $schema;
-                MetaSchemaRef::Inline(Box::new(schema()))
+            fn schema_ref() -> ::poem_openapi::registry::MetaSchemaRef {
+                let schema: fn() -> ::poem_openapi::registry::MetaSchema = $schema;
+                ::poem_openapi::registry::MetaSchemaRef::Inline(Box::new(schema()))
             }
 
             fn as_raw_value(&self) -> Option<&Self::RawValueType> {

@@ -4,10 +4,8 @@
 //! upstream's `pkcs11` (keys in a YubiHSM) is understood, and answered with
 //! 501 saying it is not supported yet, rather than a 400 calling it unknown.
 
-use std::borrow::Cow;
-
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromMultipartField, ParseResult, ToJSON, Type};
+use poem_openapi::registry::MetaSchema;
+use poem_openapi::types::{ParseError, ParseFromMultipartField, ParseResult, ToJSON};
 use servicekit::form_fields::read_text_field;
 
 /// A CST back end named by the request.
@@ -19,33 +17,11 @@ pub enum Backend {
     Pkcs11,
 }
 
-impl Type for Backend {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "imx-backend".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            enum_items: vec!["ssl".into()],
-            default: Some("ssl".into()),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+servicekit::string_field_type!(Backend, "imx-backend", || MetaSchema {
+    enum_items: vec!["ssl".into()],
+    default: Some("ssl".into()),
+    ..MetaSchema::new("string")
+});
 
 impl ToJSON for Backend {
     fn to_json(&self) -> Option<serde_json::Value> {
