@@ -8,7 +8,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::domain::Domain;
 
-/// Answers 501 for a domain without a service crate.
+/// Answers 501 for an upstream endpoint no service crate here provides.
 #[derive(Clone, Copy)]
 pub struct NotBuilt(pub Domain);
 
@@ -17,7 +17,7 @@ impl Endpoint for NotBuilt {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         Ok(format!(
-            "{} is not implemented: this build of digsig does not include it yet (the {} domain, svc-{})\n",
+            "{} is not implemented: this build of digsig does not serve it yet (upstream's endpoint in the {} domain, svc-{})\n",
             req.uri().path(),
             self.0,
             self.0

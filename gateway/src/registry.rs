@@ -29,6 +29,7 @@ pub const BUILT: &[BuiltDomain] = &[
     BuiltDomain::of::<svc_imx::Imx>(),
     BuiltDomain::of::<svc_kmod::Kmod>(),
     BuiltDomain::of::<svc_optee::Optee>(),
+    BuiltDomain::of::<svc_tegra::Tegra>(),
     BuiltDomain::of::<svc_update::Update>(),
 ];
 

@@ -253,7 +253,6 @@ fn domains_this_build_lacks_answer_501_saying_so() {
     let gw = TestGateway::embedded(&uri);
     // Upstream 0.16's endpoints that no service crate here provides yet.
     for (domain, path) in [
-        (Domain::Tegra, "/sign/tegra"),
         (Domain::Tegra, "/sign/tegra/uefi"),
         (Domain::Tegra, "/sign/tegra/ueficapsule"),
         (Domain::Tegra, "/sign/tegra/ekb"),

@@ -16,7 +16,8 @@ pub const L4T_TOOLS_BASE_VAR: &str = "DIGSIGSERVER_L4T_TOOLS_BASE";
 pub const DEFAULT_L4T_TOOLS_BASE: &str = "/opt/nvidia";
 
 /// A Jetson SoC family, as the `soctype` field names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
 pub enum TegraSoc {
     /// Jetson TX2 (and the `tegra186` BSP tree tegra194 shares).
     Tegra186,
@@ -262,6 +263,11 @@ impl BspInstalls {
             .collect();
         found.sort_by_key(|(v, s)| (*v, s.name()));
         found
+    }
+
+    /// The `Linux_for_Tegra` of an installed BSP, as [`installed`](Self::installed) names it.
+    pub fn tree_of(&self, version: BspVersion, tree_soc: TegraSoc) -> PathBuf {
+        self.tree(version, tree_soc)
     }
 
     fn tree(&self, version: BspVersion, tree_soc: TegraSoc) -> PathBuf {
