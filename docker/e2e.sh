@@ -116,10 +116,28 @@ head -c 200000 /dev/urandom > "$work/optee/ta/hello/out/$ta_uuid.stripped.elf"
 printf '0x10\n' > "$work/optee/ta/hello/out/$ta_uuid.ta-version"
 ( cd "$work/optee" && find ta -type f | sort | xargs tar -c -z -f ../tasign-in.tar.gz )
 
+# A stand-in L4T BSP (NVIDIA's cannot be had here; its helpers honour the real
+# command lines and sign with openssl), a PKC key, and a flash package as
+# meta-tegra lays it out, tarred as tegrasign.bbclass tars it.
+export DIGSIG_L4T_DIR=$work/nvidia
+svc-tegra/tests/fixtures/make-stand-in-bsp "$DIGSIG_L4T_DIR" 35.5.0 tegra234 /work/stand-in-records >/dev/null
+chmod -R a+rX "$DIGSIG_L4T_DIR"
+tgk=$work/keys/e2e/tegrasign
+mkdir -p "$tgk"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tgk/rsa_priv.pem" 2>/dev/null
+openssl pkey -in "$tgk/rsa_priv.pem" -pubout -out "$work/tegra-public.pem"
+tgp=$work/tegraflash; mkdir -p "$tgp"
+printf '<partition_layout version="01.00.0000"><partition name="kernel" type="kernel"><filename> LNXFILE </filename></partition></partition_layout>\n' > "$tgp/flash.xml.in"
+head -c 40000 /dev/urandom > "$tgp/board.dtb"; head -c 300000 /dev/urandom > "$tgp/boot.img"
+printf '# sdram\n' > "$tgp/e2e.cfg"; printf '#!/bin/sh\n' > "$tgp/doflash.sh"; chmod +x "$tgp/doflash.sh"
+printf 'FLASHVARS="CHIP_SKU"\nCHIP_SKU="00:00:00:D0"\n' > "$tgp/flashvars"
+printf 'DTBFILE=board.dtb\nODMDATA=gbe-uphy-config-8\nLNXFILE=boot.img\nBOARDID=3701\nFAB=300\nfuselevel=fuselevel_production\nlocalbootfile=boot.img\nboardcfg=\nCHIPREV=\nBOARDSKU=0004\nBOARDREV=\n' > "$tgp/MANIFEST"
+( cd "$tgp" && tar -c -h -z -f "$work/tegrasign-in.tar.gz" * )
+
 echo "== starting the stack"
 docker/compose up -d >/dev/null 2>"$work/up.log" || { cat "$work/up.log"; echo "FAIL  compose up"; failed=$((failed + 1)); exit 1; }
 wait_ready() { for _ in $(seq 1 120); do curl -sf "$GW/ready" >/dev/null && return 0; sleep 0.5; done; curl -s "$GW/ready"; return 1; }
-check "gateway ready on :$DIGSIG_PORT with svc-kmod, svc-optee, svc-update and svc-imx routed" wait_ready
+check "gateway ready on :$DIGSIG_PORT with svc-kmod, svc-optee, svc-update, svc-imx and svc-tegra routed" wait_ready
 
 sign_modules() { # the kernel-module-signing.bbclass calls, then the checks
   local out=$work/out-$1; rm -rf "$out"; mkdir -p "$out"
@@ -199,18 +217,39 @@ sign_imx() { # upstream's README call; the blob checked with csf_parser and open
 }
 check "sign an i.MX CSF through the gateway (csf_parser parses it; SRK table and certs are the PKI's; openssl cms verifies both signatures)" sign_imx
 
+sign_tegra() { # tegrasign.bbclass's calls and post-processing, against the stand-in BSP
+  local out=$work/tegra-out; rm -rf "$out"; cp -r "$tgp" "$out"
+  ( cd "$work" && curl --silent --show-error --fail -X POST -F machine=e2e -F soctype=tegra234 \
+      -F bspversion=35.5.0 -F "artifact=@tegrasign-in.tar.gz" --output tegrasign-out.tar.gz "$GW/sign/tegra" ) || return 1
+  local names; names=$(tar -tzf "$work/tegrasign-out.tar.gz" | LC_ALL=C sort | tr '\n' ' ')
+  [ "$names" = "./ ./board_sigheader.dtb.encrypt ./boot_sigheader.img.signed ./flash.idx ./flashcmd.txt " ] || { echo "reply holds: $names"; return 1; }
+  ( cd "$out" && tar -x -z -f "$work/tegrasign-out.tar.gz" && rm doflash.sh && mv flashcmd.txt doflash.sh && chmod +x doflash.sh ) || return 1
+  head -c 300000 "$out/boot_sigheader.img.signed" | cmp - "$tgp/boot.img" || return 1
+  tail -c 256 "$out/boot_sigheader.img.signed" > "$work/tegra.sig"
+  openssl dgst -sha256 -verify "$work/tegra-public.pem" -signature "$work/tegra.sig" "$tgp/boot.img"
+}
+check "sign a Jetson flash package through the gateway (stand-in BSP; bbclass post-processing; openssl verifies the signed kernel)" sign_tegra
+refuse_tegra_injection() {
+  local d=$work/tegra-bad; rm -rf "$d"; cp -r "$tgp" "$d"; echo 'BASH_ENV=./x.sh' >> "$d/MANIFEST"
+  ( cd "$d" && tar -c -z -f ../tegra-bad.tar.gz * )
+  local body; body=$(cd "$work" && curl -s -w ' %{http_code}' -X POST -F machine=e2e -F soctype=tegra234 \
+      -F bspversion=35.5.0 -F "artifact=@tegra-bad.tar.gz" "$GW/sign/tegra")
+  echo "$body"; [[ $body == *BASH_ENV*" 400" ]]
+}
+check "a MANIFEST setting BASH_ENV is refused with 400 naming it" refuse_tegra_injection
+
 openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
 check "OpenAPI document and Swagger UI served" openapi_lists_modules
 not_published() {
   local s bindings
-  for s in svc-kmod svc-optee svc-update svc-imx; do
+  for s in svc-kmod svc-optee svc-update svc-imx svc-tegra; do
     bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$(docker/compose ps -q $s)")
     echo "$s port bindings: $bindings"; [ "$bindings" = "{}" ] || [ "$bindings" = "null" ] || return 1
   done
 }
 check "the services are not published on the host" not_published
 non_root() {
-  for s in gateway svc-kmod svc-optee svc-update svc-imx; do
+  for s in gateway svc-kmod svc-optee svc-update svc-imx svc-tegra; do
     [ "$(docker inspect -f '{{.Config.User}}' "$(docker/compose ps -q $s)")" = digsig ] || { echo "$s runs as root"; return 1; }
   done
 }
@@ -224,7 +263,7 @@ healthy() { # the first check runs a few seconds after start
   done
   echo "$1 is $state"; return 1
 }
-check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-optee && healthy svc-update && healthy svc-imx"
+check "HEALTHCHECKs report healthy" bash -c "$(declare -f healthy); healthy gateway && healthy svc-kmod && healthy svc-optee && healthy svc-update && healthy svc-imx && healthy svc-tegra"
 
 echo "== stopping svc-kmod"
 docker/compose stop svc-kmod >/dev/null 2>&1
@@ -241,7 +280,7 @@ ready_names_kmod() { local b; b=$(curl -s -w ' %{http_code}' "$GW/ready"); echo 
 check "/ready is 503 naming service kmod" ready_names_kmod
 others_still_answer() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/health")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/tegra")" = 501 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -F machine=x "$GW/sign/fitimage")" = 501 ]
 }
 check "the gateway and its other domains keep answering (health 200; unbuilt endpoints 501)" others_still_answer
 check "update packages keep being signed while svc-kmod is down" sign_swupdate

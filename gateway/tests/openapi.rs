@@ -6,6 +6,8 @@ mod harness;
 mod imx_common;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
+#[path = "../../svc-tegra/tests/common/mod.rs"]
+mod tegra_common;
 
 use std::process::Command;
 
@@ -13,8 +15,9 @@ use harness::*;
 use kmod_common::*;
 
 /// Every signing endpoint this build serves.
-const BUILT_ENDPOINTS: [&str; 5] = [
+const BUILT_ENDPOINTS: [&str; 6] = [
     "/sign/imx",
+    "/sign/tegra",
     "/sign/modules",
     "/sign/optee",
     "/sign/swupdate",
@@ -44,7 +47,7 @@ fn schemathesis_finds_nothing_wrong() {
         "schemathesis found problems:\n{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("7 selected / 7 total"), "{report}");
+    assert!(report.contains("8 selected / 8 total"), "{report}");
     assert!(!report.contains(" 0 generated"), "{report}");
 }
 
@@ -54,8 +57,16 @@ fn gateway(tmp: &std::path::Path) -> TestGateway {
     // A real CST, so /sign/imx is as an operator runs it (without one it is
     // a 500 asking the operator to install it).
     let cst_base = imx_common::cst_base().display().to_string();
+    // And an L4T BSP (the stand-in: NVIDIA's cannot be had here), so
+    // /sign/tegra is not a 500 asking for one.
+    let bsp_base = tmp.join("nvidia");
+    tegra_common::stand_in_bsp(&bsp_base, "35.5.0", "tegra234", &tmp.join("records"));
+    let bsp_base = bsp_base.display().to_string();
     TestGateway::start(Some(&format!("file://{}", root.display())), move |c| {
-        c.service.settings.set(svc_imx::CST_BASE_VAR, cst_base)
+        c.service.settings.set(svc_imx::CST_BASE_VAR, cst_base);
+        c.service
+            .settings
+            .set(svc_tegra::L4T_TOOLS_BASE_VAR, bsp_base)
     })
 }
 

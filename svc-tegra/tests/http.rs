@@ -40,6 +40,7 @@ fn setup(bsps: &[(&str, &str)]) -> Setup {
     for (version, soc) in bsps {
         stand_in_bsp(&base, version, soc, &records);
     }
+    std::fs::create_dir_all(&records).unwrap();
     Setup {
         uri: format!("file://{}", root.display()),
         base,
