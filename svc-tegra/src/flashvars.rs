@@ -160,7 +160,8 @@ fn extra_chars(name: &str) -> &'static str {
     match name {
         "CHIP_SKU" => ":",
         "PLUGIN_MANAGER_OVERLAYS" | "BOOTCONTROL_OVERLAYS" | "OVERLAY_DTB_FILE" => ",",
-        "UPHY_CONFIG" | "MINRATCHET_CONFIG" => "space, and '--' option names",
+        "UPHY_CONFIG" => "a leading '--uphy_config '",
+        "MINRATCHET_CONFIG" => "a leading '--minratchet_config '",
         _ => "nothing else",
     }
 }
@@ -174,13 +175,17 @@ fn value_ok(name: &str, value: &str) -> bool {
         ":" => value.chars().all(|c| common(c) || c == ':'),
         "," => value.chars().all(|c| common(c) || c == ','),
         "nothing else" => !value.starts_with('-') && value.chars().all(common),
-        // `--uphy_config tegra194-...cfg`: option words and file names.
-        _ => value.split(' ').all(|word| {
-            let option = word.strip_prefix("--").is_some_and(|o| {
-                !o.is_empty() && o.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            });
-            option || (!word.starts_with('-') && word.chars().all(common))
-        }),
+        // `--uphy_config tegra194-...cfg`: that one option, then a file
+        // name (never another tegraflash option).
+        _ => {
+            let option = if name == "UPHY_CONFIG" {
+                "--uphy_config "
+            } else {
+                "--minratchet_config "
+            };
+            let file = value.strip_prefix(option).unwrap_or(value);
+            !file.starts_with('-') && file.chars().all(common)
+        }
     }
 }
 
@@ -232,6 +237,16 @@ impl Flashvars {
             }
         }
         Ok(Self { vars })
+    }
+
+    /// The file names among the values (list items, and the file after an
+    /// option), for the checks on what `cpp` and `dtc` read.
+    pub fn file_names(&self) -> Vec<&str> {
+        self.vars
+            .iter()
+            .flat_map(|(_, v)| v.split([',', ' ', ':']))
+            .filter(|w| !w.is_empty() && !w.starts_with('-'))
+            .collect()
     }
 
     /// The variables, in file order.
@@ -333,6 +348,9 @@ UPHY_CONFIG="--uphy_config tegra234-mb1-bct-uphy-p3701-0000.dtsi"
             "CHIP_SKU=a,b",
             "UPHY_CONFIG=--x=y",
             "UPHY_CONFIG=-o x",
+            "UPHY_CONFIG=--cfg x.cfg",
+            "UPHY_CONFIG=--uphy_config x --cmd y",
+            "MINRATCHET_CONFIG=--uphy_config x",
         ] {
             let err =
                 Flashvars::parse(bad.as_bytes(), TegraSoc::Tegra234, v("35.5.0")).unwrap_err();

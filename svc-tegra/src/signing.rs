@@ -216,10 +216,11 @@ impl SigningJob {
         for (name, value) in &run.env {
             tool = tool.env(name, value);
         }
-        let scrub = |text: String| {
-            let text = scrub_paths(&text, &self.package);
-            let text = scrub_paths(&text, &self.workdir);
-            scrub_paths(&text, &self.bsp)
+        let scrub = |mut text: String| {
+            for dir in self.server_dirs() {
+                text = scrub_paths(&text, &dir);
+            }
+            text
         };
         let tail = |err: &ToolError| {
             err.output()
@@ -228,9 +229,11 @@ impl SigningJob {
         };
         match tool.run().await {
             Ok(_) => Ok(()),
-            // 126/127: a script could not run one of its tools: the BSP's
-            // (or the image's) to fix.
-            Err(err @ ToolError::Exited { code, .. }) if code != 126 && code != 127 => {
+            // 126/127, or a tool or Python module missing: the BSP's (or the
+            // image's) to fix, not the client's.
+            Err(err @ ToolError::Exited { code, .. })
+                if code != 126 && code != 127 && !operator_fault(&tail(&err)) =>
+            {
                 Err(SigningError::Refused {
                     program: run.program,
                     code,
@@ -322,14 +325,34 @@ impl SigningJob {
                 }
             }
         }
-        // flashcmd.txt was written by the helper; keep it even if an input
-        // had the name.
-        remove.remove("flashcmd.txt");
         for name in &remove {
             remove_any(&self.package.join(name))?;
         }
+        drop_absolute_links(&self.package)?;
         self.rewrite_flash_command()?;
         Ok(())
+    }
+
+    /// The server's directories a message or `flashcmd.txt` may name: the
+    /// package, the work dir, the BSP, each also as its canonical path (the
+    /// helpers resolve links with `readlink -f`).
+    fn server_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for dir in [
+            self.package.join("_tools").join("bootloader"),
+            self.package.join("_tools"),
+            self.package.clone(),
+            self.workdir.clone(),
+            self.bsp.clone(),
+        ] {
+            if let Ok(real) = fs::canonicalize(&dir) {
+                if real != dir {
+                    dirs.push(real);
+                }
+            }
+            dirs.push(dir);
+        }
+        dirs
     }
 
     /// `flashcmd.txt` runs on the client, in its copy of the package: paths
@@ -340,15 +363,46 @@ impl SigningJob {
         let path = self.package.join("flashcmd.txt");
         let text = fs::read(&path)?;
         let mut text = String::from_utf8_lossy(&text).into_owned();
-        for dir in [
-            self.package.join("_tools").join("bootloader"),
-            self.package.join("_tools"),
-            self.package.clone(),
-        ] {
+        for dir in self.server_dirs() {
             text = text.replace(&format!("{}/", dir.display()), "./");
         }
         fs::write(&path, text)
     }
+}
+
+/// Whether a helper's failure is the operator's: a program or Python module
+/// the BSP or the image lacks.
+fn operator_fault(output: &str) -> bool {
+    [
+        "command not found",
+        "No module named",
+        "python2: not found",
+        "No such file or directory: 'python",
+    ]
+    .iter()
+    .any(|m| output.contains(m))
+}
+
+/// Removes links in the reply that point out of it (absolute, or with
+/// `..`): the client would get a link to a server path.
+fn drop_absolute_links(dir: &Path) -> io::Result<()> {
+    for name in top_level_names(dir)? {
+        let path = dir.join(&name);
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path)?;
+            if target.is_absolute()
+                || target
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                fs::remove_file(&path)?;
+            }
+        } else if meta.is_dir() {
+            drop_absolute_links(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// `boot.img` → `boot_sigheader.img.encrypt.signed`, as upstream names the

@@ -75,8 +75,20 @@ const TOOL_NAMES: [&str; 32] = [
     "pyfdt",
 ];
 
-/// Outputs of an earlier run that a helper would read back: removed.
-const EARLIER_OUTPUTS: [&str; 4] = ["signed", "encrypted_signed", "enc_signed", "multi_signed"];
+/// Outputs of an earlier run, and the runner's own directories: removed
+/// before the helper runs, so what comes back is what the helper made (and
+/// nothing it reads back was the client's).
+const EARLIER_OUTPUTS: [&str; 9] = [
+    "signed",
+    "encrypted_signed",
+    "enc_signed",
+    "multi_signed",
+    "flashcmd.txt",
+    "flash.idx",
+    "secureflash.sh",
+    ".home",
+    ".tmp",
+];
 
 /// Why an upload cannot be signed (400s, naming what to fix).
 #[derive(Debug, thiserror::Error)]
@@ -90,13 +102,13 @@ pub enum UploadError {
     /// `flashvars` is refused.
     #[error(transparent)]
     Flashvars(#[from] FlashvarsError),
-    /// A member that would run as code.
-    #[error("artifact member '{member}' is {why}: the signing tools would run it; leave it out of the upload")]
+    /// A member that would run as code, or write through to one.
+    #[error("artifact member '{member}' is {why}")]
     Code {
         /// The member, relative to the package.
         member: String,
-        /// What it is.
-        why: &'static str,
+        /// What it is, and what to do.
+        why: String,
     },
     /// A file the MANIFEST names is missing or not a regular file inside.
     #[error("{key} names '{name}', which {why}")]
@@ -152,10 +164,18 @@ pub fn prepare_package(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let code = |why| UploadError::Code {
+        let code = |why: &str| UploadError::Code {
             member: member.clone(),
-            why,
+            why: format!("{why}: the signing tools would run it; leave it out of the upload"),
         };
+        if meta.file_type().is_symlink() {
+            // A helper writing an output name would write through it (into
+            // the BSP tools' copies, or a file it sources later).
+            return Err(UploadError::Code {
+                member: member.clone(),
+                why: "a symlink: send the package with links resolved (tar -h, as the Yocto classes do)".into(),
+            });
+        }
         if name == "_tools" && rel.parent() == Some(Path::new("")) {
             return Err(code("named _tools, the BSP tools' directory"));
         }
@@ -169,11 +189,13 @@ pub fn prepare_package(
             return Err(code("named like a program the BSP tools run"));
         }
         if meta.is_file() {
-            let mode = meta.permissions().mode();
-            if mode & 0o111 != 0 {
-                fs::set_permissions(root.join(rel), fs::Permissions::from_mode(mode & 0o666))?;
+            // Readable and writable by us, executable by nobody.
+            let mode = meta.permissions().mode() & 0o777;
+            let wanted = (mode & 0o666) | 0o600;
+            if mode != wanted {
+                fs::set_permissions(root.join(rel), fs::Permissions::from_mode(wanted))?;
             }
-            if name.ends_with(".dts") || name.ends_with(".dtsi") {
+            if [".dts", ".dtsi", ".h"].iter().any(|s| name.ends_with(s)) {
                 check_includes(&root.join(rel), &member)?;
             }
         }
@@ -183,9 +205,15 @@ pub fn prepare_package(
     for name in EARLIER_OUTPUTS {
         remove_any(&root.join(name))?;
     }
+    for entry in fs::read_dir(root)? {
+        let name = entry?.file_name();
+        if name.to_string_lossy().starts_with("payloads") {
+            remove_any(&root.join(name))?;
+        }
+    }
     // Sourced by the helpers: replaced by what we write.
     let flashvars = root.join("flashvars");
-    if fs::symlink_metadata(&flashvars).is_ok() {
+    if exists_as_file(&flashvars, "flashvars")? {
         let vars = Flashvars::parse(
             &read_small(&flashvars, crate::flashvars::MAX_FLASHVARS_BYTES as u64 + 1)?,
             soc,
@@ -193,12 +221,20 @@ pub fn prepare_package(
         )?;
         remove_any(&flashvars)?;
         fs::write(&flashvars, vars.render())?;
+        // The BCT sources it names go through cpp and dtc, whatever their
+        // names end with.
+        for file in vars.file_names() {
+            let path = root.join(file);
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                check_includes(&path, file)?;
+            }
+        }
     }
     remove_any(&root.join("bsp_version"))?;
     fs::write(root.join("bsp_version"), bsp_version_file(version))?;
 
     let layout = root.join("flash.xml.in");
-    if fs::symlink_metadata(&layout).is_ok() {
+    if exists_as_file(&layout, "flash.xml.in")? {
         let text = read_small(&layout, MAX_CHECKED_TEXT)?;
         check_flash_layout(&String::from_utf8_lossy(&text)).map_err(UploadError::FlashLayout)?;
     }
@@ -225,6 +261,19 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// Whether `path` exists; an error naming `name` if it is not a regular
+/// file.
+fn exists_as_file(path: &Path, name: &str) -> Result<bool, UploadError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(true),
+        Ok(_) => Err(UploadError::Code {
+            member: name.to_string(),
+            why: "not a regular file".into(),
+        }),
+        Err(_) => Ok(false),
+    }
 }
 
 fn read_small(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
@@ -280,43 +329,135 @@ fn check_named_files(root: &Path, manifest: &Manifest) -> Result<(), UploadError
 /// `#include`, `/include/` and `/incbin/` in a BCT device-tree source may
 /// only name files by relative paths without `..`: `cpp` and `dtc` would
 /// otherwise pull any file the server can read (a key) into signed output.
+///
+/// The text is read as cpp reads it (backslash-newlines joined, comments
+/// removed), and every other way to spell an include is refused: `%:`
+/// digraphs, trigraphs, `#embed`, `#define` (a macro could build the word),
+/// `#import`, `#include_next`, `__has_include`, and any `include` or `incbin`
+/// that is not one of the three checked forms.
 fn check_includes(path: &Path, member: &str) -> Result<(), UploadError> {
     let text = read_small(path, MAX_CHECKED_TEXT)?;
     let text = String::from_utf8_lossy(&text);
+    let text = strip_comments(&text.replace("\\\n", "").replace("\\\r\n", ""));
     for (index, line) in text.lines().enumerate() {
         let bad = |why| UploadError::Include {
             file: member.to_string(),
             line: index + 1,
             why,
         };
-        let trimmed = line.trim_start();
-        let directive = trimmed.starts_with('#')
-            && ["include", "import"]
-                .iter()
-                .any(|d| trimmed[1..].trim_start().starts_with(d));
-        if !(directive || line.contains("/include/") || line.contains("/incbin/")) {
-            continue;
+        for refused in [
+            "%:",
+            "??=",
+            "__has_include",
+            "include_next",
+            "#embed",
+            "#import",
+        ] {
+            if line.contains(refused) {
+                return Err(bad("uses a preprocessor form that is not accepted here (digraphs, trigraphs, #embed, #import, #include_next, __has_include)"));
+            }
         }
-        let Some(start) = line.find(['"', '<']) else {
-            return Err(bad("includes a file not named by a quoted path"));
-        };
-        let close = if line.as_bytes()[start] == b'"' {
-            '"'
-        } else {
-            '>'
-        };
-        let rest = &line[start + 1..];
-        let Some(end) = rest.find(close) else {
-            return Err(bad("has an unterminated include path"));
-        };
-        let name = &rest[..end];
-        if name.starts_with('/') || name.split('/').any(|p| p == "..") || name.contains('\\') {
-            return Err(bad(
-                "includes a file outside the artifact: name files by relative paths without '..'",
-            ));
+        let trimmed = line.trim_start();
+        if let Some(directive) = trimmed.strip_prefix('#') {
+            let directive = directive.trim_start();
+            if directive.starts_with("define") {
+                return Err(bad("defines a macro: not accepted in uploaded BCT sources"));
+            }
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("inc") {
+            let word_start = &rest[at..];
+            let form = if word_start.starts_with("include") || word_start.starts_with("incbin") {
+                Some(&line[..line.len() - rest.len() + at])
+            } else {
+                None
+            };
+            rest = &rest[at + 3..];
+            let Some(before) = form else { continue };
+            let after = &word_start[if word_start.starts_with("include") {
+                7
+            } else {
+                6
+            }..];
+            let before = before.trim_end();
+            let name = if before.ends_with('#') && before.trim_start() == "#" {
+                // `#include "x"` / `#include <x>`
+                quoted(after.trim_start(), &['"', '<'])
+            } else if before.ends_with('/') && after.starts_with('/') {
+                // `/include/ "x"` / `/incbin/("x"...)`
+                let after = after[1..].trim_start();
+                let after = after.strip_prefix('(').unwrap_or(after).trim_start();
+                quoted(after, &['"'])
+            } else {
+                None
+            };
+            let Some(name) = name else {
+                return Err(bad("includes a file in a form not accepted here: use #include \"file\", /include/ \"file\" or /incbin/(\"file\")"));
+            };
+            if name.starts_with('/') || name.split('/').any(|p| p == "..") || name.contains('\\') {
+                return Err(bad(
+                    "includes a file outside the artifact: name files by relative paths without '..'",
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// The name in `"name"` or `<name>` at the start of `text`.
+fn quoted<'a>(text: &'a str, opens: &[char]) -> Option<&'a str> {
+    let open = text.chars().next().filter(|c| opens.contains(c))?;
+    let close = if open == '<' { '>' } else { '"' };
+    let inner = &text[1..];
+    inner.find(close).map(|end| &inner[..end])
+}
+
+/// `text` without `/* */` and `//` comments (outside string literals), as
+/// cpp sees it; newlines inside block comments are kept so line numbers
+/// stay right.
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if c == '"' || c == '\n' {
+                in_string = false;
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                    }
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+                out.push(' ');
+            }
+            ('/', Some('/')) => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Characters a `flash.xml.in` value may hold: the helpers turn partition
@@ -351,7 +492,15 @@ fn check_flash_layout(xml: &str) -> Result<(), String> {
         let gt = rest.find('>').ok_or("unterminated tag")?;
         let tag = &rest[1..gt];
         rest = &rest[gt + 1..];
-        if tag.starts_with('?') || tag.starts_with('!') {
+        if tag.starts_with('!') {
+            return Err(
+                "holds a DOCTYPE, CDATA section or entity declaration: not accepted here".into(),
+            );
+        }
+        if let Some(pi) = tag.strip_prefix('?') {
+            if !(pi.starts_with("xml ") || pi.starts_with("xml?")) {
+                return Err("holds a processing instruction: not accepted here".into());
+            }
             continue;
         }
         if let Some(closing) = tag.strip_prefix('/') {
@@ -363,9 +512,29 @@ fn check_flash_layout(xml: &str) -> Result<(), String> {
             .find(|c: char| c.is_ascii_whitespace() || c == '/')
             .unwrap_or(tag.len());
         element = tag[..name_end].to_string();
+        if element.is_empty()
+            || !element
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(format!(
+                "element name {:?} is not accepted (letters, digits, _ - . only)",
+                element.chars().take(64).collect::<String>()
+            ));
+        }
         // Attribute values: every quoted string in the tag.
         let mut attrs = &tag[name_end..];
         while let Some(q) = attrs.find(['"', '\'']) {
+            let name = attrs[..q].trim().trim_end_matches('=').trim();
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+            {
+                return Err(format!(
+                    "an attribute name of <{element}> is not accepted: {:?}",
+                    name.chars().take(64).collect::<String>()
+                ));
+            }
             let quote = attrs.as_bytes()[q] as char;
             let after = &attrs[q + 1..];
             let end = after.find(quote).ok_or("unterminated attribute value")?;
@@ -410,6 +579,11 @@ mod tests {
             r#"<partition name="a" type="x"><filename> a;id </filename></partition>"#,
             r#"<partition name='`id`'></partition>"#,
             r#"<filename>a b'c</filename>"#,
+            "<filename><![CDATA[$(id)]]></filename>",
+            r#"<!DOCTYPE x [<!ENTITY c "x><!--">]><partition name="a"></partition>"#,
+            "<?php $(id) ?><partition/>",
+            r#"<partition name="a" x$(id)="b"></partition>"#,
+            "<$(id)></x>",
         ] {
             assert!(check_flash_layout(bad).is_err(), "{bad}");
         }
@@ -429,6 +603,18 @@ mod tests {
             ("data = /incbin/(\"/etc/shadow\");\n", false),
             ("#import \"/x\"\n", false),
             ("#include KEYFILE\n", false),
+            ("#inc\\\nlude \"/work/keys/rsa_priv.pem\"\n", false),
+            ("#/**/include \"/etc/shadow\"\n", false),
+            ("%:include \"/etc/shadow\"\n", false),
+            ("#define B incbin\nx = /B/(\"/etc/shadow\");\n", false),
+            ("#embed \"/etc/shadow\"\n", false),
+            ("/* #include \"/etc/shadow\" */ / { };\n", true),
+            ("// #include \"/etc/shadow\"\n", true),
+            (
+                "x = \"/* not a comment\"; #include \"/etc/shadow\"\n",
+                false,
+            ),
+            ("compatible = \"nvidia,incbin-free\";\n", false),
         ] {
             fs::write(&file, text).unwrap();
             assert_eq!(check_includes(&file, "a.dts").is_ok(), ok, "{text}");
