@@ -126,6 +126,7 @@ tgk=$work/keys/e2e/tegrasign
 mkdir -p "$tgk"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tgk/rsa_priv.pem" 2>/dev/null
 openssl pkey -in "$tgk/rsa_priv.pem" -pubout -out "$work/tegra-public.pem"
+if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$tgk"; chmod -R go-rwx "$tgk"; else chmod -R a+rX "$tgk"; fi
 tgp=$work/tegraflash; mkdir -p "$tgp"
 printf '<partition_layout version="01.00.0000"><partition name="kernel" type="kernel"><filename> LNXFILE </filename></partition></partition_layout>\n' > "$tgp/flash.xml.in"
 head -c 40000 /dev/urandom > "$tgp/board.dtb"; head -c 300000 /dev/urandom > "$tgp/boot.img"
