@@ -114,7 +114,7 @@ fn parse_service_url(name: &'static str, value: String) -> Result<Url, ConfigErr
         _ => Err(ConfigError {
             name,
             value,
-            reason: "expected the service's base URL, e.g. http://svc-kmod:8080",
+            reason: "expected the service's base URL, e.g. http://svc-kmod:8080".into(),
         }),
     }
 }
@@ -163,6 +163,7 @@ mod tests {
             ("DIGSIGSERVER_OPTEE_URL", "http://svc-optee:8080"),
             ("DIGSIGSERVER_UPDATE_URL", "http://svc-update:8080"),
             ("DIGSIGSERVER_IMX_URL", "http://svc-imx:8080"),
+            ("DIGSIGSERVER_TEGRA_URL", "http://svc-tegra:8080"),
         ])
         .unwrap();
         assert!(
