@@ -36,6 +36,7 @@ pub use domain::Domain;
 use not_built::NotBuilt;
 use proxy::Upstream;
 use registry::{Domains, MountContextParts};
+use servicekit::access::AccessControl;
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum StartError {
     /// The CA bundle for routed `https://` services cannot be used.
     #[error("{0}")]
     Tls(String),
+    /// The access settings do not fit together.
+    #[error("{0}")]
+    Access(String),
 }
 
 const DESCRIPTION: &str = "\
@@ -72,6 +76,19 @@ pub fn app(
     if config.has_embedded_domains() && keystore.is_none() {
         return Err(StartError::NoKeyStore);
     }
+    let access = AccessControl::from_settings(&config.service.settings)
+        .map_err(StartError::Config)?
+        .at_gateway();
+    let routes_any = Domain::ALL
+        .into_iter()
+        .any(|d| matches!(config.domain(d).placement, Placement::Routed(_)));
+    if access.has_access_file() && routes_any && !access.has_internal_token() {
+        return Err(StartError::Access(
+            "DIGSIGSERVER_ACCESS_FILE is set and domains are routed to services: set DIGSIGSERVER_INTERNAL_TOKEN (one secret, the same in the gateway and every service) so the services can tell the gateway's requests from anyone else's".into(),
+        ));
+    }
+    access.warn_if_open();
+    let keystore = keystore.map(|k| access.keystore(k));
     let client = Upstream::client(&config.tls).map_err(StartError::Tls)?;
     let mut readiness = Readiness {
         keystore: keystore.clone().filter(|_| config.has_embedded_domains()),
@@ -127,19 +144,21 @@ pub fn app(
             route = route.at(*path, NotBuilt(domain));
         }
     }
-    Ok(route
-        .at(
-            "/",
-            poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
-        )
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .nest(
-            "/",
-            servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
-                poem::IntoEndpoint::into_endpoint(api),
+    Ok(access.guard(
+        route
+            .at(
+                "/",
+                poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
+            )
+            .nest("/docs", docs)
+            .at("/openapi.json", spec)
+            .nest(
+                "/",
+                servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
+                    poem::IntoEndpoint::into_endpoint(api),
+                ),
             ),
-        ))
+    ))
 }
 
 /// Serves the gateway on `listener` until `shutdown`.

@@ -133,6 +133,16 @@ impl ProxyEndpoint {
         let url = up.url(req.uri().path(), req.uri().query());
         let body = req.take_body().into_bytes_stream();
         let mut headers = forwardable(req.headers());
+        // The caller the access guard authenticated, with the shared secret
+        // that makes the service believe it.
+        if let Some(identity) = req
+            .extensions()
+            .get::<servicekit::access::ForwardIdentity>()
+        {
+            for (name, value) in &identity.0 {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
         if let Some(peer) = req.remote_addr().as_socket_addr() {
             if let Ok(value) = peer.ip().to_string().parse() {
                 headers.append(HeaderName::from_static("x-forwarded-for"), value);

@@ -19,6 +19,22 @@ pub enum KeyStoreError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// Access control is on and the request has no authenticated caller.
+    #[error("signing with {signtype} keys needs credentials: send a token (Authorization: Bearer <token>, or HTTP Basic with the token as the password)")]
+    NoGrant {
+        /// The sign type asked for.
+        signtype: SignType,
+    },
+    /// The caller's rules do not allow this endpoint and machine/distro.
+    #[error("client '{client}' may not sign {endpoint}:{selector} (no allow rule of its matches)")]
+    Forbidden {
+        /// The client's name.
+        client: String,
+        /// The endpoint.
+        endpoint: &'static str,
+        /// The machine or distro.
+        selector: String,
+    },
     /// The machine/distro has no directory for this sign type.
     #[error(
         "no {signtype} keys for '{selector}': {location}/{selector}/{signtype}/ does not exist"
@@ -98,7 +114,9 @@ impl KeyStoreError {
     /// is for the operator's log.
     pub fn client_message(&self) -> String {
         match self {
-            KeyStoreError::InvalidName { .. } => self.to_string(),
+            KeyStoreError::InvalidName { .. }
+            | KeyStoreError::NoGrant { .. }
+            | KeyStoreError::Forbidden { .. } => self.to_string(),
             KeyStoreError::NoKeys { selector, signtype, .. } => format!(
                 "no {signtype} keys for '{selector}' on this server: check the machine/distro name, or ask the operator to add <keyfile-uri>/{selector}/{signtype}/"
             ),
@@ -135,7 +153,10 @@ impl KeyStoreError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            KeyStoreError::InvalidName { .. } | KeyStoreError::NoKeys { .. }
+            KeyStoreError::InvalidName { .. }
+                | KeyStoreError::NoKeys { .. }
+                | KeyStoreError::NoGrant { .. }
+                | KeyStoreError::Forbidden { .. }
         )
     }
 }

@@ -22,6 +22,7 @@ mod signtype;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub mod access;
 pub use error::KeyStoreError;
 pub use material::{KeyMaterial, TempKeyFile};
 pub use names::{KeyFileName, Selector};
@@ -39,6 +40,7 @@ pub const MAX_KEY_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     backend: Backend,
+    grants_required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +87,10 @@ impl KeyStore {
                 reason: "only file:// and s3:// key stores are supported",
             });
         };
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            grants_required: false,
+        })
     }
 
     /// The store's location, for log lines and error messages.
@@ -118,6 +123,19 @@ impl KeyStore {
         }
     }
 
+    /// This store fetches keys only for a caller whose [`access::Grant`]
+    /// (in scope through [`access::with_grant`]) allows the endpoint and
+    /// machine/distro: set when access control is configured.
+    pub fn require_grants(mut self) -> Self {
+        self.grants_required = true;
+        self
+    }
+
+    /// Whether [`require_grants`](Self::require_grants) is set.
+    pub fn grants_required(&self) -> bool {
+        self.grants_required
+    }
+
     /// Fetches a key file that may legitimately be absent (e.g. tegra's `sbk.txt`).
     ///
     /// Still fails with [`KeyStoreError::NoKeys`] when `selector` has no
@@ -128,6 +146,20 @@ impl KeyStore {
         signtype: SignType,
         file: &KeyFileName,
     ) -> Result<Option<KeyMaterial>, KeyStoreError> {
+        if self.grants_required {
+            let endpoint = access::endpoint_of(signtype).unwrap_or("unknown");
+            match access::current_grant() {
+                None => return Err(KeyStoreError::NoGrant { signtype }),
+                Some(grant) if !grant.allows(endpoint, selector.as_str()) => {
+                    return Err(KeyStoreError::Forbidden {
+                        client: grant.client.clone(),
+                        endpoint,
+                        selector: selector.to_string(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
         match &self.backend {
             Backend::File(f) => f.fetch(selector, signtype, file).await,
             Backend::S3(s) => s.fetch(selector, signtype, file).await,

@@ -50,7 +50,7 @@ impl JobLimits {
                 _ => Err(ConfigError {
                     name,
                     value,
-                    reason: "expected a whole number (jobs: above 0)",
+                    reason: "expected a whole number (jobs: above 0)".into(),
                 }),
             },
         };

@@ -104,7 +104,7 @@ pub struct ConfigError {
     /// Its value.
     pub value: String,
     /// What it should be.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 /// Names the idle limit for connections and request bodies (seconds).
@@ -128,7 +128,7 @@ pub fn timeout_setting(
             _ => Err(ConfigError {
                 name,
                 value,
-                reason: "expected a whole number of seconds above 0",
+                reason: "expected a whole number of seconds above 0".into(),
             }),
         },
     }
@@ -157,7 +157,7 @@ impl ServiceConfig {
                 Some(value) => value.trim().parse().map_err(|_| ConfigError {
                     name,
                     value,
-                    reason: "expected a whole number",
+                    reason: "expected a whole number".into(),
                 }),
             }
         };
@@ -180,7 +180,7 @@ impl ServiceConfig {
                         return Err(ConfigError {
                             name: IDLE_TIMEOUT_VAR,
                             value,
-                            reason: "expected a whole number of seconds above 0",
+                            reason: "expected a whole number of seconds above 0".into(),
                         })
                     }
                 },

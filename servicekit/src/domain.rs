@@ -75,19 +75,22 @@ pub fn app<D: SigningDomain>(
     keystore: KeyStore,
     config: &ServiceConfig,
 ) -> Result<impl Endpoint, ConfigError> {
+    let access = crate::access::AccessControl::from_settings(&config.settings)?;
+    access.warn_if_open();
+    let keystore = access.keystore(keystore);
     let readiness = Readiness {
         keystore: Some(keystore.clone()),
         tools: D::required_tools(config)?,
         ..Readiness::default()
     };
     let api = D::api(keystore, config)?;
-    Ok(crate::openapi_routes(
+    Ok(access.guard(crate::openapi_routes(
         api,
         readiness,
         admission::<D>(config),
         &format!("digsig svc-{}", D::NAME),
         env!("CARGO_PKG_VERSION"),
-    ))
+    )))
 }
 
 /// Serves domain `D` on `listener` until `shutdown`.

@@ -17,6 +17,10 @@ pub enum ServiceError {
     /// The request is malformed or names something invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The request carries no credentials, or unknown ones (401, with
+    /// `WWW-Authenticate`).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The request names a location this server is not allowed to touch
     /// (403), e.g. an `artifact-uri` outside the operator's allowed list.
     #[error("{0}")]
@@ -73,6 +77,7 @@ impl ServiceError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -151,10 +156,17 @@ impl poem::error::ResponseError for ServiceError {
         } else {
             tracing::info!(status = status.as_u16(), error = ?self.chain(), "request refused");
         }
-        format!("{self}\n")
+        let mut resp = format!("{self}\n")
             .with_content_type("text/plain; charset=utf-8")
             .with_status(status)
-            .into_response()
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                poem::http::header::WWW_AUTHENTICATE,
+                poem::http::HeaderValue::from_static(crate::access::guard::CHALLENGE),
+            );
+        }
+        resp
     }
 }
 
@@ -167,9 +179,10 @@ impl IntoResponse for ServiceError {
 /// The error statuses a signing endpoint documents in the OpenAPI document.
 /// Each is plain text saying what to fix (4xx) or what the operator must
 /// fix (5xx).
-const DOCUMENTED: [(u16, &str); 10] = [
+const DOCUMENTED: [(u16, &str); 11] = [
     (400, "Bad request: a field is missing or invalid, or the artifact is not what this endpoint takes. The message says what to fix."),
-    (403, "The request names a location the server is not configured to allow (an artifact-uri outside DIGSIGSERVER_MENDER_ALLOWED_URIS); the message names the rule."),
+    (401, "Access control is on (DIGSIGSERVER_ACCESS_FILE) and the request has no token, or one the server does not know: send Authorization: Bearer <token>, or HTTP Basic with the token as the password."),
+    (403, "The caller's rules do not allow this endpoint for this machine/distro (the message names the client and the endpoint:machine), the source address is not allowed (DIGSIGSERVER_ALLOWED_SOURCES), or the request names a location the server is not configured to allow (an artifact-uri outside DIGSIGSERVER_MENDER_ALLOWED_URIS)."),
     (404, "The machine or distro has no keys of this endpoint's sign type on this server."),
     (413, "The artifact is larger, or has more entries, than the server allows."),
     (415, "The body is not multipart/form-data: send the fields as `curl -F name=value -F artifact=@file` does."),
@@ -218,6 +231,8 @@ impl From<KeyStoreError> for ServiceError {
         }
         match err {
             KeyStoreError::InvalidName { .. } => ServiceError::BadRequest(msg),
+            KeyStoreError::NoGrant { .. } => ServiceError::Unauthorized(msg),
+            KeyStoreError::Forbidden { .. } => ServiceError::Forbidden(msg),
             KeyStoreError::NoKeys { .. } => ServiceError::NotFound(msg),
             KeyStoreError::Unreachable { .. } => ServiceError::Unavailable(msg),
             _ => ServiceError::Misconfigured(msg),

@@ -1,5 +1,6 @@
 //! Plumbing every digsig service and the gateway share.
 //!
+//! - [`access`]: who may ask for signatures: tokens, rules, sources.
 //! - [`admission`]: body size limits and job slots, before a handler runs.
 //! - [`config`]: the upstream-compatible command line (`--address`, `--port`,
 //!   `--debug`) and `DIGSIGSERVER_*` environment settings.
@@ -23,6 +24,7 @@
 //! - [`vendor_tool`]: running a vendor tool on uploaded data, fenced in.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod admission;
 pub mod archive;
 pub mod config;

@@ -43,7 +43,7 @@ impl MenderConfig {
         let allowed = AllowedUris::parse(&list).map_err(|e| ConfigError {
             name: ALLOWED_URIS_VAR,
             value: e.entry().to_string(),
-            reason: e.reason(),
+            reason: e.reason().into(),
         })?;
         let timeout = servicekit::config::timeout_setting(&lookup, TIMEOUT_VAR)?;
         let tool = MenderTool::locate(

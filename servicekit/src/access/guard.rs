@@ -1,0 +1,157 @@
+//! The HTTP layer in front of every `/sign/*` endpoint: source addresses,
+//! then who the caller is, then the handler run on the caller's behalf.
+
+use std::sync::Arc;
+
+use keystore::access::{with_grant, AllowRule, Grant};
+use poem::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use super::credentials::presented_token;
+use super::sources::client_address;
+use super::{AccessControl, ForwardIdentity, ALLOW_HEADER, CLIENT_HEADER, INTERNAL_TOKEN_HEADER};
+
+/// An endpoint behind [`AccessControl`].
+pub struct Guarded<E> {
+    inner: E,
+    access: AccessControl,
+}
+
+impl<E> Guarded<E> {
+    pub(super) fn new(inner: E, access: AccessControl) -> Self {
+        Self { inner, access }
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a 401.
+pub const CHALLENGE: &str = "Bearer realm=\"digsig\", Basic realm=\"digsig\"";
+
+/// A refusal, as plain text saying what to do.
+fn refuse(status: StatusCode, message: String) -> Response {
+    tracing::info!(status = status.as_u16(), error = ?message, "request refused");
+    let mut resp = format!("{message}\n")
+        .with_content_type("text/plain; charset=utf-8")
+        .with_status(status)
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static(CHALLENGE),
+        );
+    }
+    resp
+}
+
+impl<E: Endpoint> Endpoint for Guarded<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        if !req.uri().path().starts_with("/sign/") {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        // Identity headers come from the gateway only: a client's are never
+        // believed, nor passed on.
+        let headers = req.headers_mut();
+        let internal = headers.remove(INTERNAL_TOKEN_HEADER);
+        let client = headers.remove(CLIENT_HEADER);
+        let allow = headers.remove(ALLOW_HEADER);
+        let access = &self.access;
+
+        if let Some(sources) = &access.allowed_sources {
+            let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+            let addr = peer.map(|p| client_address(p, req.headers(), &access.trusted_proxies));
+            if !addr.is_some_and(|a| sources.contains(a)) {
+                let shown = addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "this address".into());
+                return Ok(refuse(
+                    StatusCode::FORBIDDEN,
+                    format!("requests from {shown} may not ask for signatures here (DIGSIGSERVER_ALLOWED_SOURCES)"),
+                ));
+            }
+        }
+
+        let internal = internal.filter(|_| !access.at_gateway);
+        let grant: Option<Arc<Grant>> = match (&access.internal_token, internal) {
+            (Some(expected), Some(presented)) => {
+                if !openssl::memcmp::eq(
+                    &openssl::sha::sha256(expected.as_bytes()),
+                    &openssl::sha::sha256(presented.as_bytes()),
+                ) {
+                    return Ok(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "the gateway's internal token does not match this service's (DIGSIGSERVER_INTERNAL_TOKEN)".into(),
+                    ));
+                }
+                match gateway_grant(client.as_ref(), allow.as_ref()) {
+                    Some(grant) => Some(Arc::new(grant)),
+                    None => {
+                        return Ok(refuse(
+                            StatusCode::UNAUTHORIZED,
+                            "the gateway sent no usable caller".into(),
+                        ))
+                    }
+                }
+            }
+            _ => match &access.file {
+                Some(file) => {
+                    let token = match presented_token(req.headers()) {
+                        Ok(token) => token,
+                        Err(e) => return Ok(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
+                    };
+                    match file.clients().authenticate(&token) {
+                        Some(grant) => Some(grant),
+                        None => {
+                            return Ok(refuse(
+                                StatusCode::UNAUTHORIZED,
+                                "the token is not one this server knows".into(),
+                            ))
+                        }
+                    }
+                }
+                None if access.internal_token.is_some() && !access.at_gateway => {
+                    return Ok(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "this service takes signing requests only through the digsig gateway"
+                            .into(),
+                    ))
+                }
+                None => None,
+            },
+        };
+        let Some(grant) = grant else {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        };
+        // The token stays here: a routed service gets the caller instead.
+        req.headers_mut().remove(AUTHORIZATION);
+        req.extensions_mut()
+            .insert(ForwardIdentity(access.identity_headers(&grant)));
+        tracing::info!(client = %grant.client, "caller");
+        with_grant(grant, self.inner.call(req))
+            .await
+            .map(IntoResponse::into_response)
+    }
+}
+
+/// The caller a gateway named: its name and rules.
+fn gateway_grant(
+    client: Option<&poem::http::HeaderValue>,
+    allow: Option<&poem::http::HeaderValue>,
+) -> Option<Grant> {
+    let client = client?.to_str().ok()?.to_string();
+    if client.is_empty() {
+        return None;
+    }
+    let allow = match allow {
+        None => Vec::new(),
+        Some(v) => v
+            .to_str()
+            .ok()?
+            .split_whitespace()
+            .map(AllowRule::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?,
+    };
+    Some(Grant { client, allow })
+}
