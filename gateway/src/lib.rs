@@ -115,8 +115,19 @@ pub fn app(
             timeout: settings.timeout,
         }
     };
-    let domains = Domains::mount(placement, &config.service, keystore, &mut readiness)
-        .map_err(StartError::Config)?;
+    let metrics = servicekit::metrics::Metrics::new(
+        Domain::ALL
+            .into_iter()
+            .flat_map(|d| d.paths().iter().map(|p| p.to_string())),
+    );
+    let domains = Domains::mount(
+        placement,
+        &config.service,
+        keystore,
+        &mut readiness,
+        &metrics,
+    )
+    .map_err(StartError::Config)?;
     readiness.probes.extend(probes);
 
     let served: Vec<String> = <Domains as poem_openapi::OpenApi>::meta()
@@ -144,20 +155,23 @@ pub fn app(
             route = route.at(*path, NotBuilt(domain));
         }
     }
-    Ok(access.guard(
-        route
-            .at(
-                "/",
-                poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
-            )
-            .nest("/docs", docs)
-            .at("/openapi.json", spec)
-            .nest(
-                "/",
-                servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
-                    poem::IntoEndpoint::into_endpoint(api),
+    Ok(metrics.observe(
+        access.guard(
+            route
+                .at("/metrics", metrics.endpoint())
+                .at(
+                    "/",
+                    poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
+                )
+                .nest("/docs", docs)
+                .at("/openapi.json", spec)
+                .nest(
+                    "/",
+                    servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
+                        poem::IntoEndpoint::into_endpoint(api),
+                    ),
                 ),
-            ),
+        ),
     ))
 }
 

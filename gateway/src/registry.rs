@@ -83,6 +83,8 @@ pub struct MountContext<'a> {
     pub config: &'a ServiceConfig,
     /// Embedded domains add their tools here.
     pub readiness: &'a mut Readiness,
+    /// Embedded domains report their job slots here.
+    pub metrics: &'a servicekit::metrics::Metrics,
 }
 
 fn mount<D: SigningDomain>(ctx: &mut MountContext<'_>) -> Result<AddRoutes, ConfigError> {
@@ -94,11 +96,14 @@ fn mount<D: SigningDomain>(ctx: &mut MountContext<'_>) -> Result<AddRoutes, Conf
                 .clone()
                 .expect("the gateway checks embedded domains have a key store");
             ctx.readiness.tools.extend(D::required_tools(ctx.config)?);
+            let admission = servicekit::domain::admission::<D>(ctx.config);
+            ctx.metrics
+                .add_job_gate(D::NAME, Arc::clone(&admission.jobs));
             Mount::Embedded {
                 api: D::api(keystore, ctx.config)?,
                 domain: ctx.domain,
                 timeout: ctx.timeout,
-                admission: servicekit::domain::admission::<D>(ctx.config),
+                admission,
             }
         }
     };
@@ -116,6 +121,7 @@ impl Domains {
         config: &ServiceConfig,
         keystore: Option<KeyStore>,
         readiness: &mut Readiness,
+        metrics: &servicekit::metrics::Metrics,
     ) -> Result<Self, ConfigError> {
         let mut routes = Vec::new();
         for built in BUILT {
@@ -128,6 +134,7 @@ impl Domains {
                 keystore: keystore.clone(),
                 config,
                 readiness,
+                metrics,
             };
             routes.push((built.mount)(&mut ctx)?);
         }

@@ -294,3 +294,61 @@ fn source_addresses_are_checked_before_credentials() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn json_logs_name_the_client_and_never_hold_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = client_tree(tmp.path());
+    let file = access_file(tmp.path(), TOKEN);
+    std::fs::write(
+        tmp.path().join("access.toml"),
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("modules:jetson-*", "modules:demo"),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = tmp.path().join("log.jsonl");
+    let mut child = demo_server(port)
+        .env_remove("DIGSIGSERVER_KEYFILE_URI")
+        .env_remove("RUST_LOG")
+        .env("DIGSIGSERVER_LOG_FORMAT", "json")
+        .env("DIGSIGSERVER_ACCESS_FILE", &file)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child, port);
+    let url = format!("http://127.0.0.1:{port}");
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let (status, _, body) =
+        post_modules(&url, &client, "demo", &["-H", &bearer, "-o", "/dev/null"]);
+    assert_eq!(status, 200, "{body}");
+    let wrong = "Authorization: Bearer not-the-token-0123456789";
+    assert_eq!(post_modules(&url, &client, "demo", &["-H", wrong]).0, 401);
+    let basic = url.replace("http://", &format!("http://farm-a:{TOKEN}@"));
+    assert_eq!(
+        post_modules(&basic, &client, "demo", &["-o", "/dev/null"]).0,
+        200
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    assert!(!text.contains('\u{1b}'), "ANSI colour in a log file");
+    assert!(text.contains("\"client\":\"farm-a\""), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+    for secret in [
+        TOKEN,
+        "not-the-token-0123456789",
+        &openssl::base64::encode_block(format!("farm-a:{TOKEN}").as_bytes()),
+    ] {
+        assert!(!text.contains(secret), "a token is in the log");
+    }
+}

@@ -72,6 +72,20 @@ pub struct JobGate {
 }
 
 impl JobGate {
+    /// Jobs holding a slot now.
+    pub fn running(&self) -> usize {
+        self.limits
+            .max_jobs
+            .saturating_sub(self.running.available_permits())
+    }
+
+    /// Jobs waiting for a slot now.
+    pub fn waiting(&self) -> usize {
+        self.admitted
+            .load(Ordering::Acquire)
+            .saturating_sub(self.running())
+    }
+
     /// A gate with `limits`.
     pub fn new(limits: JobLimits) -> Arc<Self> {
         Arc::new(Self {

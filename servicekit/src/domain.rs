@@ -84,13 +84,23 @@ pub fn app<D: SigningDomain>(
         ..Readiness::default()
     };
     let api = D::api(keystore, config)?;
-    Ok(access.guard(crate::openapi_routes(
+    let admission = admission::<D>(config);
+    let metrics = crate::metrics::Metrics::new(
+        <D::Api as OpenApi>::meta()
+            .into_iter()
+            .flat_map(|api| api.paths)
+            .map(|path| path.path),
+    );
+    metrics.add_job_gate(D::NAME, std::sync::Arc::clone(&admission.jobs));
+    let routes = crate::openapi_routes(
         api,
         readiness,
-        admission::<D>(config),
+        admission,
         &format!("digsig svc-{}", D::NAME),
         env!("CARGO_PKG_VERSION"),
-    )))
+    )
+    .at("/metrics", metrics.endpoint());
+    Ok(metrics.observe(access.guard(routes)))
 }
 
 /// Serves domain `D` on `listener` until `shutdown`.

@@ -13,6 +13,7 @@
 //! - [`tarball_reply`]: the tarball-in, tarball-out request shape.
 //! - [`telemetry`]: structured logs with a request id on every line.
 //! - [`health`]: `GET /health` and `GET /ready`.
+//! - [`metrics`]: `GET /metrics` (Prometheus text format).
 //! - [`connections`]: how many connections, and how long they may idle.
 //! - [`demo`]: a throwaway key store for `--demo`.
 //! - [`domain`]: [`SigningDomain`], what each service crate implements once.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod form_fields;
 pub mod friendly_errors;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod private_key;
 pub mod server;

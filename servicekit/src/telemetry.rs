@@ -16,15 +16,28 @@ use tracing_subscriber::EnvFilter;
 /// Header carrying the request id in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Names the log format: `json` for one JSON object per line, anything else
+/// (or unset) for text.
+pub const LOG_FORMAT_VAR: &str = "DIGSIGSERVER_LOG_FORMAT";
+
 /// Installs the global log subscriber: `RUST_LOG` if set, else `info`
-/// (`debug` with `--debug`).
+/// (`debug` with `--debug`); JSON lines with `DIGSIGSERVER_LOG_FORMAT=json`;
+/// ANSI colours only when stdout is a terminal (never in a log file or a
+/// container's log).
 pub fn init(debug: bool) {
+    use std::io::IsTerminal;
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var(LOG_FORMAT_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .try_init();
+        .with_ansi(std::io::stdout().is_terminal());
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn acceptable_id(id: &str) -> bool {
@@ -43,9 +56,15 @@ pub fn with_request_id<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = R
             .filter(|id| acceptable_id(id))
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let client = req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
         let span = tracing::info_span!(
             "request",
             request_id = %id,
+            client = %client,
             method = %req.method(),
             path = %req.uri().path()
         );
