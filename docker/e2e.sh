@@ -239,8 +239,13 @@ refuse_tegra_injection() {
 }
 check "a MANIFEST setting BASH_ENV is refused with 400 naming it" refuse_tegra_injection
 
-openapi_lists_modules() { curl -sf "$GW/openapi.json" | grep -q '"/sign/modules"' && curl -sf -o /dev/null "$GW/docs"; }
+openapi_lists_modules() { # (to a file first: grep -q closing the pipe early fails curl under pipefail)
+  curl -sf -o "$work/openapi.json" "$GW/openapi.json" && grep -q '"/sign/tegra"' "$work/openapi.json" \
+    && grep -q '"/sign/modules"' "$work/openapi.json" && curl -sf -o /dev/null "$GW/docs"
+}
 check "OpenAPI document and Swagger UI served" openapi_lists_modules
+metrics_count_signing() { curl -sf "$GW/metrics" > "$work/metrics.txt" && grep -q '^digsig_requests_total{endpoint="/sign/modules",status="200"}' "$work/metrics.txt"; }
+check "GET /metrics counts the signing requests" metrics_count_signing
 not_published() {
   local s bindings
   for s in svc-kmod svc-optee svc-update svc-imx svc-tegra; do
