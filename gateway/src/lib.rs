@@ -155,24 +155,32 @@ pub fn app(
             route = route.at(*path, NotBuilt(domain));
         }
     }
-    Ok(metrics.observe(
-        access.guard(
-            route
-                .at("/metrics", metrics.endpoint())
-                .at(
-                    "/",
-                    poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
-                )
-                .nest("/docs", docs)
-                .at("/openapi.json", spec)
-                .nest(
-                    "/",
-                    servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
-                        poem::IntoEndpoint::into_endpoint(api),
-                    ),
+    let audit = servicekit::audit::AuditLog::from_settings(&config.service.settings)
+        .map_err(StartError::Config)?;
+    let guarded = access.guard(
+        route
+            .at("/metrics", metrics.endpoint())
+            .at(
+                "/",
+                poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
+            )
+            .nest("/docs", docs)
+            .at("/openapi.json", spec)
+            .nest(
+                "/",
+                servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
+                    poem::IntoEndpoint::into_endpoint(api),
                 ),
-        ),
-    ))
+            ),
+    );
+    let audited = match audit {
+        Some(log) => {
+            metrics.set_audit_log(Arc::clone(&log));
+            poem::EndpointExt::boxed(log.guard(guarded))
+        }
+        None => poem::EndpointExt::boxed(guarded),
+    };
+    Ok(metrics.observe(audited))
 }
 
 /// Serves the gateway on `listener` until `shutdown`.

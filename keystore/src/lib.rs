@@ -23,6 +23,7 @@ mod signtype;
 pub mod testing;
 
 pub mod access;
+pub mod key_trail;
 pub use error::KeyStoreError;
 pub use material::{KeyMaterial, TempKeyFile};
 pub use names::{KeyFileName, Selector};
@@ -160,10 +161,19 @@ impl KeyStore {
                 Some(_) => {}
             }
         }
-        match &self.backend {
+        let key = match &self.backend {
             Backend::File(f) => f.fetch(selector, signtype, file).await,
             Backend::S3(s) => s.fetch(selector, signtype, file).await,
+        }?;
+        if let (Some(trail), Some(key)) = (key_trail::current(), &key) {
+            trail.add(key_trail::KeyUse {
+                selector: selector.to_string(),
+                signtype,
+                file: file.to_string(),
+                fingerprint: key_trail::fingerprint(key.bytes()),
+            });
         }
+        Ok(key)
     }
 
     /// Checks that the store can be reached and read (for readiness probes).

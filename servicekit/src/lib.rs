@@ -1,6 +1,7 @@
 //! Plumbing every digsig service and the gateway share.
 //!
 //! - [`access`]: who may ask for signatures: tokens, rules, sources.
+//! - [`audit`]: the audit log, one fsynced JSON line per signing request.
 //! - [`admission`]: body size limits and job slots, before a handler runs.
 //! - [`config`]: the upstream-compatible command line (`--address`, `--port`,
 //!   `--debug`) and `DIGSIGSERVER_*` environment settings.
@@ -28,6 +29,7 @@
 pub mod access;
 pub mod admission;
 pub mod archive;
+pub mod audit;
 pub mod config;
 pub mod connections;
 pub mod demo;

@@ -44,9 +44,15 @@ pub struct Metrics {
     state: Mutex<BTreeMap<String, PerEndpoint>>,
     in_flight: AtomicI64,
     gates: Mutex<Vec<(String, Arc<JobGate>)>>,
+    audit: Mutex<Option<Arc<crate::audit::AuditLog>>>,
 }
 
 impl Metrics {
+    /// Reports the audit log's write failures.
+    pub fn set_audit_log(&self, log: Arc<crate::audit::AuditLog>) {
+        *self.audit.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+    }
+
     /// Metrics for a server whose signing endpoints are `endpoints`.
     pub fn new(endpoints: impl IntoIterator<Item = String>) -> Arc<Self> {
         Arc::new(Self {
@@ -54,6 +60,7 @@ impl Metrics {
             state: Mutex::new(BTreeMap::new()),
             in_flight: AtomicI64::new(0),
             gates: Mutex::new(Vec::new()),
+            audit: Mutex::new(None),
         })
     }
 
@@ -197,6 +204,17 @@ impl Metrics {
                 };
                 let _ = writeln!(out, "{name}{{domain=\"{domain}\"}} {value}");
             }
+        }
+        drop(gates);
+        if let Some(log) = self
+            .audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = writeln!(out, "# HELP digsig_audit_write_failures_total Audit records that could not be written (their replies were withheld).");
+            let _ = writeln!(out, "# TYPE digsig_audit_write_failures_total counter");
+            let _ = writeln!(out, "digsig_audit_write_failures_total {}", log.failures());
         }
         out
     }

@@ -50,11 +50,17 @@ where
     let work = WorkDir::for_request(workdir_base)?;
     // The HTTP layer has spooled the upload to an unlinked temp file; the
     // signer reads it with plain blocking reads.
-    let input = upload.into_file().into_std().await;
+    let mut input = upload.into_file().into_std().await;
     let span = tracing::Span::current();
     let task_work = Arc::clone(&work);
+    let audit = crate::audit::current_trail();
     let outcome = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
+        if let Some(trail) = audit {
+            trail.add_file("artifact", &mut input).map_err(|e| {
+                ServiceError::internal_from("reading the upload for the audit log", e)
+            })?;
+        }
         let out = File::create(task_work.path().join(REPLY_NAME))
             .map_err(|e| ServiceError::internal_from("cannot create the reply file", e))?;
         let (outcome, out) = sign(

@@ -149,6 +149,7 @@ impl ImxApi {
             .into_vec()
             .await
             .map_err(|e| ServiceError::internal_from("reading the uploaded CSF", e))?;
+        servicekit::audit::record_bytes("csf", &csf);
         let csf = CsfText::parse(csf)?;
         // Only the client's own data is authenticated: a Blocks entry naming
         // a file of the keys tarball would sign key bytes for the client.
@@ -211,6 +212,11 @@ impl ImxApi {
             .map_err(ServiceError::internal)??;
         }
         save_artifact(form.artifact, &dir, &name).await?;
+        servicekit::audit::record_file("artifact", &dir.join(name.as_str()))
+            .await
+            .map_err(|e| {
+                ServiceError::internal_from("reading the artifact for the audit log", e)
+            })?;
 
         self.cst.sign(&program, &dir, CSF_FILE, &blob).await?;
         let signed = read_blob(&blob).await?;

@@ -164,7 +164,8 @@ impl TegraApi {
             user_key: user_key_file.as_ref().map(path_text),
         };
 
-        let input = form.artifact.into_file().into_std().await;
+        let mut input = form.artifact.into_file().into_std().await;
+        let audit = servicekit::audit::current_trail();
         let manifest = {
             let (work, package, bsp, tools) = (
                 Arc::clone(&work),
@@ -175,6 +176,11 @@ impl TegraApi {
             let limits = self.limits;
             tokio::task::spawn_blocking(move || {
                 let _held = work;
+                if let Some(trail) = audit {
+                    trail.add_file("artifact", &mut input).map_err(|e| {
+                        ServiceError::internal_from("reading the upload for the audit log", e)
+                    })?;
+                }
                 std::fs::create_dir(&package).map_err(|e| {
                     ServiceError::internal_from("creating the package directory", e)
                 })?;

@@ -138,6 +138,7 @@ impl UpdateApi {
                 "sw-description is empty; send the file's contents".into(),
             ));
         }
+        servicekit::audit::record_bytes("sw-description", &data);
         let misconfigured = |e: servicekit::private_key::UnusableKey| e.of(&distro);
         let signature = match form.method {
             SwupdateMethod::Rsa => {

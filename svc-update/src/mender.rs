@@ -111,10 +111,12 @@ impl MenderSigner {
         let bytes = match target {
             ArtifactUri::File(path) => {
                 let copy = BesideCopy::reserve(path)?;
+                audit_file("artifact-before", path).await?;
                 self.config
                     .tool
                     .sign(path, key_file.path(), &copy.path(), &shown)
                     .await?;
+                audit_file("artifact-after", &copy.path()).await?;
                 let size = std::fs::metadata(copy.path()).map(|m| m.len()).unwrap_or(0);
                 tokio::task::spawn_blocking(move || copy.replace_original())
                     .await
@@ -129,14 +131,24 @@ impl MenderSigner {
                 let unsigned = work.path().join("unsigned.mender");
                 let signed = work.path().join("signed.mender");
                 in_place::download(client, bucket, key, &unsigned).await?;
+                audit_file("artifact-before", &unsigned).await?;
                 self.config
                     .tool
                     .sign(&unsigned, key_file.path(), &signed, &shown)
                     .await?;
+                audit_file("artifact-after", &signed).await?;
                 in_place::upload(client, bucket, key, &signed, self.config.upload).await?
             }
         };
         tracing::info!(artifact = ?shown, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "signed Mender artifact in place");
         Ok(bytes)
     }
+}
+
+/// Records the artifact's SHA-256 for the audit log (before and after
+/// signing), when the request is audited.
+async fn audit_file(field: &str, path: &std::path::Path) -> Result<(), ServiceError> {
+    servicekit::audit::record_file(field, path)
+        .await
+        .map_err(|e| ServiceError::internal_from("reading the artifact for the audit log", e))
 }

@@ -128,6 +128,9 @@ impl<E: Endpoint> Endpoint for Guarded<E> {
         req.extensions_mut()
             .insert(ForwardIdentity(access.identity_headers(&grant)));
         tracing::info!(client = %grant.client, "caller");
+        if let Some(slot) = req.extensions().get::<crate::audit::CallerSlot>() {
+            slot.set(&grant.client);
+        }
         with_grant(grant, self.inner.call(req))
             .await
             .map(IntoResponse::into_response)
