@@ -191,7 +191,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let app = app(&config, keystore).map_err(std::io::Error::other)?;
+    let tls = servicekit::tls::ServerTls::from_settings(&config.service.settings)
+        .map_err(std::io::Error::other)?;
     let limits =
         servicekit::server::ConnectionLimits::for_this_process(config.service.idle_timeout);
-    servicekit::server::serve_with(listener, app, shutdown, limits).await
+    servicekit::server::serve_tls_with(listener, app, shutdown, limits, tls).await
 }

@@ -105,6 +105,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Built before binding: a server that cannot start says why and says
     // nothing about listening.
     let app = gateway::app(&config, keystore.clone())?;
+    let tls = servicekit::tls::ServerTls::from_settings(&config.service.settings)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
     for domain in Domain::ALL.into_iter() {
         let where_ = match &config.domain(domain).placement {
@@ -123,11 +125,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         address = %listener.local_addr()?,
         keystore = %keystore.as_ref().map(|k| k.location()).unwrap_or_else(|| "none (all routed)".into()),
+        scheme,
         "digsigserver listening; Swagger UI at /docs"
     );
     let limits =
         servicekit::server::ConnectionLimits::for_this_process(config.service.idle_timeout);
-    servicekit::server::serve_with(listener, app, servicekit::shutdown_signal(), limits).await?;
+    servicekit::server::serve_tls_with(listener, app, servicekit::shutdown_signal(), limits, tls)
+        .await?;
     drop(demo);
     Ok(())
 }

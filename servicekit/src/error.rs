@@ -189,7 +189,7 @@ const DOCUMENTED: [(u16, &str); 11] = [
     (422, "The request is well formed but there is nothing in it this endpoint can sign."),
     (500, "Server misconfiguration (e.g. a key file missing or not matching its certificate) or an internal error; the message tells the operator what to fix. Never contains key material."),
     (501, "The request asks for an option this server does not support yet (e.g. i.MX `backend=pkcs11`); the message says which."),
-    (503, "The key store (or another service this one depends on) is unreachable, or the server is busy (then with Retry-After)."),
+    (503, "The key store (or another service this one depends on) is unreachable, the server is busy (then with Retry-After), or the audit record could not be written (the result is withheld)."),
     (507, "The server's disk is full (its work dir or upload spool); retry later."),
 ];
 

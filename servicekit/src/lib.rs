@@ -23,6 +23,7 @@
 //! - [`service_main`]: the `main` of every service binary.
 //! - [`openapi`]: a service's API, OpenAPI document and Swagger UI routes.
 //! - [`server`]: run an app on a listener until a shutdown signal.
+//! - [`tls`]: optional TLS on the listening port.
 //! - [`vendor_tool`]: running a vendor tool on uploaded data, fenced in.
 #![deny(missing_docs)]
 
@@ -48,6 +49,7 @@ pub mod tarball_reply;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tls;
 pub mod vendor_tool;
 pub mod workdir;
 

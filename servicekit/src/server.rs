@@ -71,6 +71,21 @@ where
     A: IntoEndpoint,
     A::Endpoint: 'static,
 {
+    serve_tls_with(listener, app, shutdown, limits, None).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given.
+pub async fn serve_tls_with<A>(
+    listener: tokio::net::TcpListener,
+    app: A,
+    shutdown: impl Future<Output = ()> + Send,
+    limits: ConnectionLimits,
+    tls: Option<crate::tls::ServerTls>,
+) -> io::Result<()>
+where
+    A: IntoEndpoint,
+    A::Endpoint: 'static,
+{
     let app = with_request_id(drain_unread_body(
         crate::openapi::docs_at_root(app.into_endpoint().with(CatchPanic::new())),
         limits.body_idle,
@@ -80,10 +95,22 @@ where
         limits.max_connections,
         limits.idle,
     );
-    Server::new_with_acceptor(acceptor)
-        .idle_timeout(limits.idle)
-        .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
-        .await
+    match tls {
+        None => {
+            Server::new_with_acceptor(acceptor)
+                .idle_timeout(limits.idle)
+                .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+                .await
+        }
+        Some(tls) => {
+            use poem::listener::AcceptorExt;
+            let config = futures_util::stream::once(futures_util::future::ready(tls.config()));
+            Server::new_with_acceptor(acceptor.openssl_tls(config))
+                .idle_timeout(limits.idle)
+                .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+                .await
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -69,10 +69,11 @@ async fn run<D: SigningDomain>(name: &str, args: ServiceArgs) -> Result<(), Box<
     let keystore = KeyStore::open(&uri).await?;
     // Built before binding, so a bad setting stops the start with its reason.
     let app = crate::domain::app::<D>(keystore.clone(), &config)?;
+    let tls = crate::tls::ServerTls::from_settings(&config.settings)?;
     let listener = tokio::net::TcpListener::bind((args.server.address, args.server.port)).await?;
     tracing::info!(address = %listener.local_addr()?, keystore = %keystore.location(), "{name} listening");
     let limits = crate::server::ConnectionLimits::for_this_process(config.idle_timeout);
-    crate::server::serve_with(listener, app, crate::shutdown_signal(), limits).await?;
+    crate::server::serve_tls_with(listener, app, crate::shutdown_signal(), limits, tls).await?;
     drop(demo);
     Ok(())
 }
