@@ -17,3 +17,8 @@ svc-imx/cst/install-cst --backend-only docker/prebuilt/libdigsig-cst-backend.so
 strip docker/prebuilt/*   # the base image has no binutils; strip here
 export DIGSIG_BUILDER_IMAGE=debian:bookworm-slim DIGSIG_PREBUILT=docker/prebuilt
 docker/compose build
+# Each image carries the version (compose's tag) and latest.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+for image in gateway svc-kmod svc-optee svc-update svc-imx svc-tegra; do
+  docker tag "digsig/$image:${DIGSIG_TAG:-$version}" "digsig/$image:latest"
+done

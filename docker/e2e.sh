@@ -91,6 +91,7 @@ cat > "$work/imx-boot.csf" <<'CSF'
 CSF
 if [ "$(id -u)" -eq 0 ]; then chown -R 10001:10001 "$work/keys"; chmod -R go-rwx "$work/keys"; else chmod -R a+rX "$work/keys"; fi
 export DIGSIG_KEYS_DIR=$work/keys
+export DIGSIG_ACCESS_DIR=$work/access; mkdir -p "$DIGSIG_ACCESS_DIR"
 # Mender artifacts are signed where they are: a directory mounted at the same
 # path in svc-update, writable by its user.
 export DIGSIG_ARTIFACTS_DIR=$work/deploy
