@@ -8,6 +8,7 @@ mod harness;
 mod kmod_common;
 
 use std::path::Path;
+use std::process::Command;
 
 use gateway::Domain;
 use harness::*;
@@ -351,4 +352,82 @@ fn json_logs_name_the_client_and_never_hold_a_token() {
     ] {
         assert!(!text.contains(secret), "a token is in the log");
     }
+}
+
+#[test]
+fn sighup_rereads_the_access_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = client_tree(tmp.path());
+    let path = tmp.path().join("access.toml");
+    let write = |token: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "[[client]]\nname = \"farm-a\"\ntoken_sha256 = \"{}\"\nallow = [\"modules:demo\"]\n",
+                sha256_hex(token)
+            ),
+        )
+        .unwrap()
+    };
+    write(TOKEN);
+    let port = free_port();
+    let mut child = demo_server(port)
+        .env_remove("DIGSIGSERVER_KEYFILE_URI")
+        .env("DIGSIGSERVER_ACCESS_FILE", &path)
+        .stdout(std::fs::File::create(tmp.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child, port);
+    let url = format!("http://127.0.0.1:{port}");
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    assert_eq!(
+        post_modules(
+            &url,
+            &client,
+            "demo",
+            &["-H", &bearer(TOKEN), "-o", "/dev/null"]
+        )
+        .0,
+        200
+    );
+
+    // Rewrite the file in place with a token of the same length and put its
+    // time back: nothing a change check would see. Only SIGHUP re-reads it.
+    let rotated = "farm-a-token-9876543210";
+    assert_eq!(rotated.len(), TOKEN.len());
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    write(rotated);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(modified))
+        .unwrap();
+    assert_eq!(
+        post_modules(&url, &client, "demo", &["-H", &bearer(rotated)]).0,
+        401
+    );
+    run(Command::new("kill").args(["-HUP", &child.id().to_string()]));
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post_modules(
+            &url,
+            &client,
+            "demo",
+            &["-H", &bearer(rotated), "-o", "/dev/null"],
+        )
+        .0;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status, 200, "SIGHUP did not re-read the access file");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the server"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
