@@ -158,3 +158,56 @@ fn a_record_that_cannot_be_written_withholds_the_result() {
     assert!(String::from_utf8_lossy(&metrics).contains("digsig_audit_write_failures_total 1"));
     assert!(gw.leftovers().is_empty(), "{:?}", gw.leftovers());
 }
+
+#[test]
+fn other_domains_report_their_uploads_and_keys_at_the_same_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("keys");
+    let dir = root.join("poky/swupdate");
+    std::fs::create_dir_all(&dir).unwrap();
+    run(Command::new("openssl").current_dir(&dir).args([
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "rsa-private.key",
+    ]));
+    let sw = tmp.path().join("sw-description");
+    std::fs::write(&sw, "software = { version = \"1.0\"; };\n").unwrap();
+    let log = tmp.path().join("audit.jsonl");
+    let audit = log.display().to_string();
+    let gw = TestGateway::start(Some(&format!("file://{}", root.display())), move |c| {
+        c.service.settings.set("DIGSIGSERVER_AUDIT_LOG", audit)
+    });
+    let (status, _, _) = curl(
+        &format!("{}/sign/swupdate", gw.url),
+        &[
+            "-X",
+            "POST",
+            "-F",
+            "distro=poky",
+            "-F",
+            "method=RSA",
+            "-F",
+            &format!("sw-description=@{}", sw.display()),
+        ],
+    );
+    assert_eq!(status, 200);
+    let lines = records(&log);
+    assert_eq!(lines.len(), 1);
+    let r = &lines[0];
+    assert_eq!(r["endpoint"], "/sign/swupdate");
+    assert_eq!(r["machine_or_distro"], "poky");
+    assert!(r["client"].is_null(), "no access control: no client");
+    assert_eq!(
+        r["artifacts"],
+        serde_json::json!([{"field": "sw-description", "sha256": sha256_hex(&std::fs::read(&sw).unwrap())}])
+    );
+    assert_eq!(
+        r["keys"][0]["fingerprint_sha256"],
+        der_fingerprint(&["pkey", "-pubout"], &dir.join("rsa-private.key"))
+    );
+    assert_eq!(r["keys"][0]["signtype"], "swupdate");
+}
