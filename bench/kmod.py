@@ -9,7 +9,10 @@ Builds a tree of N kernel modules of realistic sizes (default 2000 modules,
              tar -czf (the kernel's sign-file from Debian's linux-kbuild-6.1).
 It checks that both produce the same signed modules, then prints the figures.
 
-Usage: bench/kmod.py [--modules N] [--key-bits 4096] [--keep DIR]
+With --content random the modules' bodies are random bytes (incompressible,
+like encrypted or already-compressed payloads) instead of machine code.
+
+Usage: bench/kmod.py [--modules N] [--key-bits 4096] [--content elf|random] [--keep DIR]
 """
 import argparse
 import contextlib
@@ -47,7 +50,7 @@ def corpus():
     return bytes(data)
 
 
-def make_tree(root, count, seed):
+def make_tree(root, count, seed, content="elf"):
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "m.c")
@@ -57,7 +60,7 @@ def make_tree(root, count, seed):
         sh("cc", "-c", "-o", obj, src)
         with open(obj, "rb") as f:
             base = f.read()
-    code = corpus()
+    code = corpus() if content == "elf" else os.urandom(64 << 20)
     base_dir = os.path.join(root, "lib/modules/6.1.0-bench")
     total = 0
     for i in range(count):
@@ -129,6 +132,7 @@ def main():
     ap.add_argument("--modules", type=int, default=2000)
     ap.add_argument("--key-bits", type=int, default=4096)
     ap.add_argument("--hash", default="sha512")
+    ap.add_argument("--content", choices=["elf", "random"], default="elf")
     ap.add_argument("--keep")
     args = ap.parse_args()
 
@@ -146,11 +150,11 @@ def main():
 
     pkgd = os.path.join(work, "pkgd")
     shutil.rmtree(pkgd, ignore_errors=True)
-    total = make_tree(pkgd, args.modules, 1)
+    total = make_tree(pkgd, args.modules, 1, args.content)
     tarball = os.path.join(work, "modules-in.tar.gz")
     sh("tar", "-C", pkgd, "-c", "-z", "-f", tarball, "lib/modules")
     print(f"input: {args.modules} modules, {total / 1e6:.0f} MB uncompressed, "
-          f"{os.path.getsize(tarball) / 1e6:.0f} MB gzip; RSA-{args.key_bits}, {args.hash}; "
+          f"{os.path.getsize(tarball) / 1e6:.0f} MB gzip; {args.content} content; RSA-{args.key_bits}, {args.hash}; "
           f"{os.cpu_count()} cores", flush=True)
 
     # --- ours ---

@@ -247,7 +247,7 @@ fn write_ordered<W: Write>(
     output: W,
     level: u32,
 ) -> Result<W, ServiceError> {
-    let gz = flate2::write::GzEncoder::new(output, flate2::Compression::new(level));
+    let gz = servicekit::archive::ChunkedGzWriter::new(output, level);
     let mut builder = tar::Builder::new(gz);
     let mut signed: BTreeMap<u64, Result<Signed, String>> = BTreeMap::new();
     let io_err = |e: io::Error| ServiceError::internal_from("writing the signed tarball failed", e);

@@ -20,6 +20,7 @@
 //! already extracted); the kernel module signer streams entries through
 //! without extracting. [`pack`] writes results as upstream's `tar -czf - .`.
 
+pub mod chunked_gzip;
 pub mod entries;
 pub mod extract;
 pub mod gzip;
@@ -30,6 +31,7 @@ pub mod tar_guard;
 
 use std::io;
 
+pub use chunked_gzip::ChunkedGzWriter;
 pub use entries::{for_each_checked_entry, CheckedEntry};
 pub use extract::{extract_tar_gz, ExtractSummary};
 pub use gzip::gzip_reader;

@@ -10,7 +10,7 @@ use tar::EntryType;
 /// upstream's `tar -czf out.tar.gz .` gives: names start with `./`, entries in
 /// sorted order, modes, mtimes and symlinks kept, owner root.
 pub fn pack_tar_gz<W: Write>(src: &Path, out: W, level: u32) -> io::Result<W> {
-    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+    let gz = super::ChunkedGzWriter::new(out, level);
     let mut builder = tar::Builder::new(gz);
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Complete);
