@@ -24,6 +24,7 @@ use servicekit::vendor_tool::{scrub_paths, ToolError, ToolRun};
 use crate::bsp::{BspVersion, TegraSoc, ToolSet};
 use crate::helper_args::{flash_helper, signimage_helper, ArgsError, HelperRun, KeyPaths};
 use crate::manifest::{Manifest, UploadPath};
+use crate::upload::remove_any;
 
 /// Which of the three modes a MANIFEST asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,15 +421,6 @@ fn top_level_names(dir: &Path) -> io::Result<BTreeSet<String>> {
     fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect()
-}
-
-fn remove_any(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Removes everything under `root/rel` but the files in `keep` (and the

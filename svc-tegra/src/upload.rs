@@ -283,7 +283,9 @@ fn read_small(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn remove_any(path: &Path) -> io::Result<()> {
+/// Removes whatever is at `path` (a file, a link or a whole directory), if
+/// anything is.
+pub(crate) fn remove_any(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
