@@ -163,7 +163,7 @@ impl poem::error::ResponseError for ServiceError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 poem::http::header::WWW_AUTHENTICATE,
-                poem::http::HeaderValue::from_static(crate::access::guard::CHALLENGE),
+                poem::http::HeaderValue::from_static(CHALLENGE),
             );
         }
         resp
@@ -175,6 +175,9 @@ impl IntoResponse for ServiceError {
         poem::error::ResponseError::as_response(&self)
     }
 }
+
+/// The `WWW-Authenticate` challenge every 401 carries.
+pub const CHALLENGE: &str = "Bearer realm=\"digsig\", Basic realm=\"digsig\"";
 
 /// The error statuses a signing endpoint documents in the OpenAPI document.
 /// Each is plain text saying what to fix (4xx) or what the operator must

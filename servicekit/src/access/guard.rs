@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use keystore::access::{with_grant, AllowRule, Grant};
-use poem::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use poem::http::StatusCode;
+use poem::http::header::AUTHORIZATION;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::credentials::presented_token;
 use super::sources::client_address;
+use crate::ServiceError;
+
 use super::{AccessControl, ForwardIdentity, ALLOW_HEADER, CLIENT_HEADER, INTERNAL_TOKEN_HEADER};
 
 /// An endpoint behind [`AccessControl`].
@@ -24,23 +25,14 @@ impl<E> Guarded<E> {
     }
 }
 
-/// The `WWW-Authenticate` challenge of a 401.
-pub const CHALLENGE: &str = "Bearer realm=\"digsig\", Basic realm=\"digsig\"";
+/// A 401, rendered (with its challenge) where every error is.
+fn unauthorized(message: impl Into<String>) -> Response {
+    ServiceError::Unauthorized(message.into()).into_response()
+}
 
-/// A refusal, as plain text saying what to do.
-fn refuse(status: StatusCode, message: String) -> Response {
-    tracing::info!(status = status.as_u16(), error = ?message, "request refused");
-    let mut resp = format!("{message}\n")
-        .with_content_type("text/plain; charset=utf-8")
-        .with_status(status)
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            poem::http::HeaderValue::from_static(CHALLENGE),
-        );
-    }
-    resp
+/// A 403, rendered where every error is.
+fn forbidden(message: impl Into<String>) -> Response {
+    ServiceError::Forbidden(message.into()).into_response()
 }
 
 impl<E: Endpoint> Endpoint for Guarded<E> {
@@ -64,10 +56,8 @@ impl<E: Endpoint> Endpoint for Guarded<E> {
             if !addr.is_some_and(|a| sources.contains(a)) {
                 let shown = addr
                     .map(|a| a.to_string())
-                    .unwrap_or_else(|| "this address".into());
-                return Ok(refuse(
-                    StatusCode::FORBIDDEN,
-                    format!("requests from {shown} may not ask for signatures here (DIGSIGSERVER_ALLOWED_SOURCES)"),
+                    .unwrap_or_else(|| "this address".to_string());
+                return Ok(forbidden(format!("requests from {shown} may not ask for signatures here (DIGSIGSERVER_ALLOWED_SOURCES)"),
                 ));
             }
         }
@@ -79,42 +69,28 @@ impl<E: Endpoint> Endpoint for Guarded<E> {
                     &openssl::sha::sha256(expected.as_bytes()),
                     &openssl::sha::sha256(presented.as_bytes()),
                 ) {
-                    return Ok(refuse(
-                        StatusCode::UNAUTHORIZED,
-                        "the gateway's internal token does not match this service's (DIGSIGSERVER_INTERNAL_TOKEN)".into(),
+                    return Ok(unauthorized("the gateway's internal token does not match this service's (DIGSIGSERVER_INTERNAL_TOKEN)",
                     ));
                 }
                 match gateway_grant(client.as_ref(), allow.as_ref()) {
                     Some(grant) => Some(Arc::new(grant)),
-                    None => {
-                        return Ok(refuse(
-                            StatusCode::UNAUTHORIZED,
-                            "the gateway sent no usable caller".into(),
-                        ))
-                    }
+                    None => return Ok(unauthorized("the gateway sent no usable caller")),
                 }
             }
             _ => match &access.file {
                 Some(file) => {
                     let token = match presented_token(req.headers()) {
                         Ok(token) => token,
-                        Err(e) => return Ok(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
+                        Err(e) => return Ok(unauthorized(e.to_string())),
                     };
                     match file.clients().authenticate(&token) {
                         Some(grant) => Some(grant),
-                        None => {
-                            return Ok(refuse(
-                                StatusCode::UNAUTHORIZED,
-                                "the token is not one this server knows".into(),
-                            ))
-                        }
+                        None => return Ok(unauthorized("the token is not one this server knows")),
                     }
                 }
                 None if access.internal_token.is_some() && !access.at_gateway => {
-                    return Ok(refuse(
-                        StatusCode::UNAUTHORIZED,
-                        "this service takes signing requests only through the digsig gateway"
-                            .into(),
+                    return Ok(unauthorized(
+                        "this service takes signing requests only through the digsig gateway",
                     ))
                 }
                 None => None,
