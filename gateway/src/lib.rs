@@ -155,32 +155,22 @@ pub fn app(
             route = route.at(*path, NotBuilt(domain));
         }
     }
-    let audit = servicekit::audit::AuditLog::from_settings(&config.service.settings)
-        .map_err(StartError::Config)?;
-    let guarded = access.guard(
-        route
-            .at("/metrics", metrics.endpoint())
-            .at(
-                "/",
-                poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
-            )
-            .nest("/docs", docs)
-            .at("/openapi.json", spec)
-            .nest(
-                "/",
-                servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
-                    poem::IntoEndpoint::into_endpoint(api),
-                ),
+    let routes = route
+        .at("/metrics", metrics.endpoint())
+        .at(
+            "/",
+            poem::endpoint::make_sync(|_| poem::web::Redirect::see_other("/docs")),
+        )
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest(
+            "/",
+            servicekit::friendly_errors::friendly_errors::<(Domains, HealthApi), _>(
+                poem::IntoEndpoint::into_endpoint(api),
             ),
-    );
-    let audited = match audit {
-        Some(log) => {
-            metrics.set_audit_log(Arc::clone(&log));
-            poem::EndpointExt::boxed(log.guard(guarded))
-        }
-        None => poem::EndpointExt::boxed(guarded),
-    };
-    Ok(metrics.observe(audited))
+        );
+    servicekit::layers::signing_layers(routes, &access, &config.service.settings, &metrics)
+        .map_err(StartError::Config)
 }
 
 /// Serves the gateway on `listener` until `shutdown`.

@@ -100,15 +100,7 @@ pub fn app<D: SigningDomain>(
         env!("CARGO_PKG_VERSION"),
     )
     .at("/metrics", metrics.endpoint());
-    let guarded = access.guard(routes);
-    let audited = match crate::audit::AuditLog::from_settings(&config.settings)? {
-        Some(log) => {
-            metrics.set_audit_log(std::sync::Arc::clone(&log));
-            poem::EndpointExt::boxed(log.guard(guarded))
-        }
-        None => poem::EndpointExt::boxed(guarded),
-    };
-    Ok(metrics.observe(audited))
+    crate::layers::signing_layers(routes, &access, &config.settings, &metrics)
 }
 
 /// Serves domain `D` on `listener` until `shutdown`.

@@ -14,6 +14,7 @@
 //! - [`tarball_reply`]: the tarball-in, tarball-out request shape.
 //! - [`telemetry`]: structured logs with a request id on every line.
 //! - [`health`]: `GET /health` and `GET /ready`.
+//! - [`layers`]: metrics, audit log and access control around a server's routes.
 //! - [`metrics`]: `GET /metrics` (Prometheus text format).
 //! - [`connections`]: how many connections, and how long they may idle.
 //! - [`demo`]: a throwaway key store for `--demo`.
@@ -40,6 +41,7 @@ pub mod error;
 pub mod form_fields;
 pub mod friendly_errors;
 pub mod health;
+pub mod layers;
 pub mod metrics;
 pub mod openapi;
 pub mod private_key;
