@@ -20,7 +20,7 @@ use servicekit::archive::{append_raw, for_each_checked_entry, ArchiveLimits, Che
 use servicekit::ServiceError;
 use tar::EntryType;
 
-use crate::signer::ModuleSigner;
+use crate::signer::{ModuleSigner, SigningContext};
 
 /// What a signing run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,21 +58,21 @@ enum Module {
     Spooled(tempfile::NamedTempFile),
 }
 
-/// A signed module: whole in memory, or its (unsigned) body in a file plus
-/// the bytes to append.
+/// A signed module: its unsigned body in memory or in a file, plus the
+/// bytes to append (signature, trailer, magic).
 enum Signed {
-    Memory(Vec<u8>),
+    Memory(Vec<u8>, Vec<u8>),
     Spooled(tempfile::NamedTempFile, Vec<u8>),
 }
 
 impl Module {
-    fn sign(self, signer: &ModuleSigner) -> Result<Signed, String> {
+    fn sign(self, context: &mut SigningContext<'_>) -> Result<Signed, String> {
         match self {
-            Module::Memory(module) => signer
-                .sign_module(&module)
-                .map(Signed::Memory)
+            Module::Memory(mut module) => context
+                .sign_in_place(&mut module)
+                .map(|suffix| Signed::Memory(module, suffix))
                 .map_err(|e| e.to_string()),
-            Module::Spooled(file) => signer
+            Module::Spooled(file) => context
                 .sign_spooled(file.path())
                 .map(|suffix| Signed::Spooled(file, suffix))
                 .map_err(|e| e.to_string()),
@@ -105,12 +105,18 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
         for _ in 0..workers {
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
-            scope.spawn(move || loop {
-                let next = work_rx.lock().unwrap().recv();
-                let Ok((seq, module)) = next else { return };
-                let signed = module.sign(signer);
-                if done_tx.send((seq, signed)).is_err() {
-                    return;
+            scope.spawn(move || {
+                let mut context = signer.context().map_err(|e| e.to_string());
+                loop {
+                    let next = work_rx.lock().unwrap().recv();
+                    let Ok((seq, module)) = next else { return };
+                    let signed = match &mut context {
+                        Ok(context) => module.sign(context),
+                        Err(e) => Err(e.clone()),
+                    };
+                    if done_tx.send((seq, signed)).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -264,10 +270,20 @@ fn write_ordered<W: Write>(
                     Err(_) => return Err(ServiceError::Internal("signing workers stopped".into())),
                 }
             };
-            item.data = match result
+            match result
                 .map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?
             {
-                Signed::Memory(bytes) => Payload::Memory(bytes),
+                Signed::Memory(body, suffix) => {
+                    item.header.set_size((body.len() + suffix.len()) as u64);
+                    append_raw(
+                        &mut builder,
+                        &mut item.header,
+                        &item.name,
+                        item.link.as_deref(),
+                        (&body[..]).chain(&suffix[..]),
+                    )
+                    .map_err(io_err)?;
+                }
                 Signed::Spooled(file, suffix) => {
                     let body = file.reopen().map_err(io_err)?;
                     let len = body.metadata().map_err(io_err)?.len();
@@ -282,9 +298,9 @@ fn write_ordered<W: Write>(
                     .map_err(io_err)?;
                     // The temp file goes now, not at the end of the request.
                     drop(file);
-                    continue;
                 }
-            };
+            }
+            continue;
         }
         match item.data {
             Payload::Memory(bytes) => {

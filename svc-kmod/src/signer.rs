@@ -8,6 +8,18 @@
 //! `~Module signature appended~\n`. With RSA PKCS#1 v1.5 that output is
 //! deterministic, so we make the same calls through OpenSSL and get the same
 //! bytes, in-process, on every core.
+//!
+//! Building that CMS structure costs more than the RSA signature in it
+//! (allocating the ASN.1 tree, copying the issuer, fetching the provider's
+//! algorithms for each signature). Without signed attributes the structure
+//! is the same for every module except the signature, which is its last
+//! element and, for RSA, always as long as the modulus. So a signer makes
+//! the CMS once per request (over empty content) as a template, checks that
+//! its tail is exactly the signature a bare PKCS#1 v1.5 signing gives, and
+//! then signs each module's digest with a [`SigningContext`]: one per
+//! thread, with its own copy of the key so that RSA blinding is the
+//! thread's own. Keys for which the check fails (EC: randomised, variable
+//! length) take OpenSSL's CMS path for every module.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -17,11 +29,14 @@ use std::ptr;
 use foreign_types::ForeignType;
 use keystore::SignType;
 use openssl::cms::CmsContentInfo;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
+use openssl::hash::{Hasher, MessageDigest};
+use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey_ctx::PkeyCtx;
+use openssl::rsa::Padding;
 use openssl::x509::X509;
 use openssl_sys as ffi;
 use servicekit::private_key::{KeyProblem, UnusableKey};
+use zeroize::Zeroizing;
 
 /// The magic string the kernel looks for at a module's end.
 pub const MODULE_SIG_MAGIC: &[u8] = b"~Module signature appended~\n";
@@ -78,6 +93,15 @@ impl HashAlg {
         }
     }
 
+    fn digest_md(self) -> &'static openssl::md::MdRef {
+        use openssl::md::Md;
+        match self {
+            HashAlg::Sha256 => Md::sha256(),
+            HashAlg::Sha384 => Md::sha384(),
+            HashAlg::Sha512 => Md::sha512(),
+        }
+    }
+
     /// The name sign-file and modinfo use.
     pub fn name(self) -> &'static str {
         match self {
@@ -97,11 +121,15 @@ fn unusable(name: &str, problem: KeyProblem) -> UnusableKey {
     UnusableKey::new(SignType::Kmod, name, problem)
 }
 
-/// A module signer holding one key pair and hash algorithm; shareable across threads.
+/// A module signer holding one key pair and hash algorithm; shareable across
+/// threads, each of which signs through its own [`SigningContext`].
 pub struct ModuleSigner {
     key: PKey<Private>,
     cert: X509,
     hash: HashAlg,
+    /// The CMS DER of this key and hash without its trailing signature
+    /// (`None`: sign through OpenSSL's CMS every time).
+    template: Option<Vec<u8>>,
 }
 
 impl ModuleSigner {
@@ -128,7 +156,49 @@ impl ModuleSigner {
                 },
             ));
         }
-        Ok(Self { key, cert, hash })
+        let mut signer = Self {
+            key,
+            cert,
+            hash,
+            template: None,
+        };
+        signer.template = signer
+            .rsa_template()
+            .map_err(|_| unusable(KEY_FILE, KeyProblem::NotAKey))?;
+        Ok(signer)
+    }
+
+    /// The CMS structure for an RSA key without its signature, if splicing a
+    /// bare PKCS#1 v1.5 signature onto it gives exactly what OpenSSL's CMS
+    /// gives (checked here, once per request, on empty content).
+    fn rsa_template(&self) -> Result<Option<Vec<u8>>, SignError> {
+        if self.key.id() != Id::RSA {
+            return Ok(None);
+        }
+        let cms = self.cms_signature(b"")?;
+        let mut context = SigningContext::fast(self, Vec::new())?;
+        let signature = context.signature_over(b"")?;
+        Ok(cms
+            .strip_suffix(&signature[..])
+            .filter(|prefix| !prefix.is_empty())
+            .map(<[u8]>::to_vec))
+    }
+
+    /// Whether modules are signed by splicing into a template (RSA) rather
+    /// than through OpenSSL's CMS each time.
+    pub fn uses_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// A context for signing on the calling thread.
+    pub fn context(&self) -> Result<SigningContext<'_>, SignError> {
+        match &self.template {
+            Some(template) => SigningContext::fast(self, template.clone()),
+            None => Ok(SigningContext {
+                signer: self,
+                fast: None,
+            }),
+        }
     }
 
     /// The detached CMS signature (DER) over `module`, as sign-file makes it.
@@ -191,21 +261,92 @@ impl ModuleSigner {
     }
 
     /// Signs a module: returns it with any existing signature removed and ours
-    /// appended (signature, trailer, magic).
+    /// appended (signature, trailer, magic). One-off use; a thread signing
+    /// many modules keeps a [`SigningContext`].
     pub fn sign_module(&self, module: &[u8]) -> Result<Vec<u8>, SignError> {
-        let body = strip_signature(module);
-        let suffix = signature_suffix(&self.cms_signature(body)?);
-        let mut out = Vec::with_capacity(body.len() + suffix.len());
-        out.extend_from_slice(body);
-        out.extend_from_slice(&suffix);
-        Ok(out)
+        let mut module = module.to_vec();
+        let suffix = self.context()?.sign_in_place(&mut module)?;
+        module.extend_from_slice(&suffix);
+        Ok(module)
+    }
+}
+
+/// Signs modules on one thread: for RSA with its own parsed key, one
+/// reusable OpenSSL signing context and hasher, and the signer's template.
+pub struct SigningContext<'a> {
+    signer: &'a ModuleSigner,
+    fast: Option<FastPath>,
+}
+
+/// What the template path needs on each thread.
+struct FastPath {
+    /// Holds its own reference to the thread's copy of the key.
+    pkey_ctx: PkeyCtx<Private>,
+    hasher: Hasher,
+    template: Vec<u8>,
+}
+
+impl<'a> SigningContext<'a> {
+    fn fast(signer: &'a ModuleSigner, template: Vec<u8>) -> Result<Self, SignError> {
+        // The thread's own copy of the key, so that RSA blinding is per
+        // thread rather than shared under a lock. The DER in between is
+        // wiped at once.
+        let der = Zeroizing::new(signer.key.rsa()?.private_key_to_der()?);
+        let key = PKey::from_rsa(openssl::rsa::Rsa::private_key_from_der(&der)?)?;
+        let mut pkey_ctx = PkeyCtx::new(&key)?;
+        pkey_ctx.sign_init()?;
+        pkey_ctx.set_rsa_padding(Padding::PKCS1)?;
+        pkey_ctx.set_signature_md(signer.hash.digest_md())?;
+        Ok(Self {
+            signer,
+            fast: Some(FastPath {
+                pkey_ctx,
+                hasher: Hasher::new(signer.hash.digest())?,
+                template,
+            }),
+        })
+    }
+
+    /// The bare PKCS#1 v1.5 signature over `data` (fast path only).
+    fn signature_over(&mut self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let fast = self.fast.as_mut().expect("a fast-path context");
+        fast.hasher.update(data)?;
+        let digest = fast.hasher.finish()?;
+        let mut signature = Vec::new();
+        fast.pkey_ctx.sign_to_vec(&digest, &mut signature)?;
+        Ok(signature)
+    }
+
+    /// Cuts any existing signature off `module` and returns what to append
+    /// to it (signature, trailer, magic): the module is not copied.
+    pub fn sign_in_place(&mut self, module: &mut Vec<u8>) -> Result<Vec<u8>, SignError> {
+        let body_len = strip_signature(module).len();
+        module.truncate(body_len);
+        let cms = match self.fast {
+            Some(_) => self.spliced(|hasher| Ok(hasher.update(module)?))?,
+            None => self.signer.cms_signature(module)?,
+        };
+        Ok(signature_suffix(&cms))
+    }
+
+    /// The template with the signature over what `feed` hashes appended.
+    fn spliced(
+        &mut self,
+        feed: impl FnOnce(&mut Hasher) -> Result<(), SignError>,
+    ) -> Result<Vec<u8>, SignError> {
+        let fast = self.fast.as_mut().expect("a fast-path context");
+        feed(&mut fast.hasher)?;
+        let digest = fast.hasher.finish()?;
+        let mut cms = fast.template.clone();
+        fast.pkey_ctx.sign_to_vec(&digest, &mut cms)?;
+        Ok(cms)
     }
 
     /// Signs the module in the file at `path` without reading it into
-    /// memory: an existing signature is cut off the file, OpenSSL hashes the
-    /// rest as it reads it, and what to append (signature, trailer, magic)
-    /// is returned. The file then holds the module's unsigned body.
-    pub fn sign_spooled(&self, path: &Path) -> Result<Vec<u8>, SignError> {
+    /// memory: an existing signature is cut off the file, the rest is hashed
+    /// as it is read, and what to append (signature, trailer, magic) is
+    /// returned. The file then holds the module's unsigned body.
+    pub fn sign_spooled(&mut self, path: &Path) -> Result<Vec<u8>, SignError> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -217,6 +358,19 @@ impl ModuleSigner {
         file.read_exact(&mut tail)?;
         let body_len = unsigned_len(&tail, total);
         file.set_len(body_len)?;
+        if self.fast.is_some() {
+            file.rewind()?;
+            let cms = self.spliced(|hasher| {
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    match file.read(&mut buf)? {
+                        0 => return Ok(()),
+                        n => hasher.update(&buf[..n])?,
+                    }
+                }
+            })?;
+            return Ok(signature_suffix(&cms));
+        }
         drop(file);
         let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
             .map_err(|_| SignError::Io(io::Error::other("a NUL in the spool path")))?;
@@ -226,7 +380,7 @@ impl ModuleSigner {
             if bio.is_null() {
                 return Err(openssl::error::ErrorStack::get().into());
             }
-            let signature = self.cms_over(bio);
+            let signature = self.signer.cms_over(bio);
             ffi::BIO_free_all(bio);
             Ok(signature_suffix(&signature?))
         }

@@ -58,6 +58,57 @@ fn rsa_4096_is_byte_identical_to_sign_file() {
     check_rsa(4096);
 }
 
+/// What the service does: one context per thread signs module after module
+/// by splicing each RSA signature into the request's CMS template. Every
+/// one must still be byte-identical to sign-file's, for each hash.
+#[test]
+fn one_context_signs_many_modules_byte_identical_to_sign_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = make_keypair(
+        &dir.path().join("keys"),
+        KeyKind::Rsa(2048),
+        "digsig parity context",
+    );
+    let key = std::fs::read(&keys.key_pem).unwrap();
+    let cert = std::fs::read(&keys.cert_pem).unwrap();
+    let modules: Vec<Vec<u8>> = [(1, 10u64), (30_000, 11), (250_000, 12), (7, 13)]
+        .iter()
+        .map(|&(len, seed)| make_module(dir.path(), &format!("m{seed}"), &filler(len, seed)))
+        .collect();
+    for hash in HASHES {
+        let signer = ModuleSigner::new(&key, &cert, hash).unwrap();
+        assert!(
+            signer.uses_template(),
+            "an RSA key signs through the template"
+        );
+        let mut context = signer.context().unwrap();
+        for module in &modules {
+            let reference = sign_file(
+                dir.path(),
+                hash.name(),
+                &keys.key_pem,
+                &keys.cert_pem,
+                module,
+            );
+            let mut ours = module.clone();
+            let suffix = context.sign_in_place(&mut ours).unwrap();
+            ours.extend_from_slice(&suffix);
+            assert_eq!(
+                ours,
+                reference,
+                "{} module of {} bytes",
+                hash.name(),
+                module.len()
+            );
+            // Re-signing the signed module replaces the signature.
+            let mut again = ours.clone();
+            let suffix = context.sign_in_place(&mut again).unwrap();
+            again.extend_from_slice(&suffix);
+            assert_eq!(again, reference);
+        }
+    }
+}
+
 /// `openssl asn1parse` of the CMS blob with offsets, lengths and the
 /// signature value removed: what must match when signatures are randomised.
 fn cms_shape(dir: &std::path::Path, signed: &[u8]) -> Vec<String> {
@@ -122,10 +173,12 @@ fn check_ec(curve: &'static str) {
             &keys.cert_pem,
             &module,
         );
-        let ours = ModuleSigner::new(&key, &cert, hash)
-            .unwrap()
-            .sign_module(&module)
-            .unwrap();
+        let signer = ModuleSigner::new(&key, &cert, hash).unwrap();
+        assert!(
+            !signer.uses_template(),
+            "EC signatures are randomised: no template"
+        );
+        let ours = signer.sign_module(&module).unwrap();
         assert!(ours.starts_with(&module) && reference.starts_with(&module));
         assert_eq!(
             cms_shape(dir.path(), &ours),
