@@ -193,7 +193,7 @@ def main():
           f"service CPU {cpu:.2f} s")
     print(f"reference (tar -x, {args.modules} x sign-file, tar -cz): {reference:7.2f} s, "
           f"reply {os.path.getsize(ref_out) / 1e6:.0f} MB")
-    print(f"speed-up: {reference / ours:.1f}x   (target >= 20x)")
+    print(f"speed-up: {reference / ours:.1f}x   (target >= 15x; service CPU <= 2.5 s for 2000 random modules)")
     print(f"svc-kmod peak RSS: {rss / 1024:.1f} MiB   (target < 64 MiB)")
     print("outputs identical: yes (diff -r of the extracted trees)")
     if not args.keep:

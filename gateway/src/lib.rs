@@ -88,7 +88,11 @@ pub fn app(
         ));
     }
     access.warn_if_open();
-    let keystore = keystore.map(|k| access.keystore(k));
+    let keystore = keystore.map(|k| {
+        access
+            .keystore(k)
+            .with_parsed_key_cache(config.service.key_cache_ttl)
+    });
     let client = Upstream::client(&config.tls).map_err(StartError::Tls)?;
     let mut readiness = Readiness {
         keystore: keystore.clone().filter(|_| config.has_embedded_domains()),

@@ -4,7 +4,9 @@
 //! `file:///path` or `s3://bucket/prefix`, and lays keys out as
 //! `<uri>/<machine-or-distro>/<signtype>/<file>`, as upstream digsigserver does.
 //!
-//! Keys are fetched for each request and never retained: callers get
+//! Keys are fetched for each request and never retained (unless the operator
+//! turns on the [`parsed_cache`] with `DIGSIGSERVER_KEY_CACHE_SECONDS`):
+//! callers get
 //! [`KeyMaterial`] (bytes in memory, wiped on drop) and, for vendor tools that
 //! want a path, a [`TempKeyFile`] (a 0700 directory holding a 0600 file,
 //! overwritten and removed on drop, so on every error path too).
@@ -24,13 +26,17 @@ pub mod testing;
 
 pub mod access;
 pub mod key_trail;
+pub mod parsed_cache;
 pub use error::KeyStoreError;
 pub use material::{KeyMaterial, TempKeyFile};
 pub use names::{KeyFileName, Selector};
 pub use s3_store::{s3_client, S3Options};
 pub use signtype::SignType;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest key object we accept. Key files are a few KB; the i.MX key bundle a
 /// few hundred KB. The cap keeps a misconfigured URI from pulling a huge object
@@ -42,6 +48,7 @@ pub const MAX_KEY_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 pub struct KeyStore {
     backend: Backend,
     grants_required: bool,
+    parsed: Option<parsed_cache::ParsedCache>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +98,7 @@ impl KeyStore {
         Ok(Self {
             backend,
             grants_required: false,
+            parsed: None,
         })
     }
 
@@ -137,16 +145,50 @@ impl KeyStore {
         self.grants_required
     }
 
-    /// Fetches a key file that may legitimately be absent (e.g. tegra's `sbk.txt`).
-    ///
-    /// Still fails with [`KeyStoreError::NoKeys`] when `selector` has no
-    /// `signtype` keys at all.
-    pub async fn fetch_optional(
+    /// Keeps what [`parsed`](Self::parsed) builds for `ttl` (zero: not at
+    /// all, the default). Needs a Tokio runtime (the cache's sweeper).
+    pub fn with_parsed_key_cache(mut self, ttl: Duration) -> Self {
+        self.parsed = (!ttl.is_zero()).then(|| parsed_cache::ParsedCache::new(ttl));
+        self
+    }
+
+    /// How long parsed keys are kept, if they are.
+    pub fn parsed_key_cache_ttl(&self) -> Option<Duration> {
+        self.parsed.as_ref().map(|c| c.ttl())
+    }
+
+    /// A domain's parsed signer for `selector`'s `signtype` keys: built by
+    /// `load` (which fetches and parses them) for this request, or, with the
+    /// parsed-key cache on, the one built within the cache's lifetime.
+    /// `what` tells apart what one domain builds from the same keys (e.g.
+    /// per hash algorithm). The caller's grant is checked either way.
+    pub async fn parsed<T, E, F, Fut>(
         &self,
         selector: &Selector,
         signtype: SignType,
-        file: &KeyFileName,
-    ) -> Result<Option<KeyMaterial>, KeyStoreError> {
+        what: &'static str,
+        load: F,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+        E: From<KeyStoreError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.check_grant(selector, signtype)?;
+        match &self.parsed {
+            None => Ok(Arc::new(load().await?)),
+            Some(cache) => {
+                cache
+                    .get_or_load((selector.to_string(), signtype, what), load)
+                    .await
+            }
+        }
+    }
+
+    /// Fails unless the caller may use `selector`'s `signtype` keys (only
+    /// when grants are required).
+    fn check_grant(&self, selector: &Selector, signtype: SignType) -> Result<(), KeyStoreError> {
         if self.grants_required {
             let endpoint = access::endpoint_of(signtype).unwrap_or("unknown");
             match access::current_grant() {
@@ -161,6 +203,20 @@ impl KeyStore {
                 Some(_) => {}
             }
         }
+        Ok(())
+    }
+
+    /// Fetches a key file that may legitimately be absent (e.g. tegra's `sbk.txt`).
+    ///
+    /// Still fails with [`KeyStoreError::NoKeys`] when `selector` has no
+    /// `signtype` keys at all.
+    pub async fn fetch_optional(
+        &self,
+        selector: &Selector,
+        signtype: SignType,
+        file: &KeyFileName,
+    ) -> Result<Option<KeyMaterial>, KeyStoreError> {
+        self.check_grant(selector, signtype)?;
         let key = match &self.backend {
             Backend::File(f) => f.fetch(selector, signtype, file).await,
             Backend::S3(s) => s.fetch(selector, signtype, file).await,

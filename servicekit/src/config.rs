@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     pub idle_timeout: std::time::Duration,
     /// `DIGSIGSERVER_MAX_JOBS` and `DIGSIGSERVER_MAX_QUEUE`.
     pub jobs: crate::admission::JobLimits,
+    /// `DIGSIGSERVER_KEY_CACHE_SECONDS`: how long parsed keys are kept
+    /// between requests (zero, the default: not at all).
+    pub key_cache_ttl: std::time::Duration,
     /// Every setting, for the ones a domain reads itself (e.g.
     /// `DIGSIGSERVER_MENDER_ALLOWED_URIS`).
     pub settings: Settings,
@@ -186,6 +189,10 @@ impl ServiceConfig {
                 },
             },
             jobs: crate::admission::JobLimits::from_lookup(lookup)?,
+            key_cache_ttl: std::time::Duration::from_secs(number(
+                keystore::parsed_cache::KEY_CACHE_VAR,
+                0,
+            )?),
             settings: settings.clone(),
         })
     }

@@ -77,7 +77,9 @@ pub fn app<D: SigningDomain>(
 ) -> Result<impl Endpoint, ConfigError> {
     let access = crate::access::AccessControl::from_settings(&config.settings)?;
     access.warn_if_open();
-    let keystore = access.keystore(keystore);
+    let keystore = access
+        .keystore(keystore)
+        .with_parsed_key_cache(config.key_cache_ttl);
     let readiness = Readiness {
         keystore: Some(keystore.clone()),
         tools: D::required_tools(config)?,

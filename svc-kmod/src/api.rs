@@ -82,17 +82,21 @@ impl KmodApi {
         let started = std::time::Instant::now();
         let machine = form.machine.0;
         let hash = form.hashalg;
-        let key = self
+        let signer = self
             .keystore
-            .fetch(&machine, SignType::Kmod, &KeyFileName::parse(KEY_FILE)?)
+            .parsed(&machine, SignType::Kmod, hash.name(), || async {
+                let key = self
+                    .keystore
+                    .fetch(&machine, SignType::Kmod, &KeyFileName::parse(KEY_FILE)?)
+                    .await?;
+                let cert = self
+                    .keystore
+                    .fetch(&machine, SignType::Kmod, &KeyFileName::parse(CERT_FILE)?)
+                    .await?;
+                ModuleSigner::new(key.bytes(), cert.bytes(), hash)
+                    .map_err(|e| ServiceError::from(e.of(&machine)))
+            })
             .await?;
-        let cert = self
-            .keystore
-            .fetch(&machine, SignType::Kmod, &KeyFileName::parse(CERT_FILE)?)
-            .await?;
-        let signer =
-            ModuleSigner::new(key.bytes(), cert.bytes(), hash).map_err(|e| e.of(&machine))?;
-        drop((key, cert));
 
         let limits = self.limits;
         let (summary, reply) = sign_to_tarball(

@@ -10,7 +10,7 @@ use servicekit::ServiceError;
 
 use crate::artifact_uri::ALLOWED_URIS_VAR;
 use crate::mender::{MenderConfig, MenderSigner};
-use crate::swupdate::{sign_cms, sign_rsa};
+use crate::swupdate::{CmsSigner, RsaSigner};
 
 /// A sw-description is a small text file; anything near this is a mistake.
 pub const MAX_SW_DESCRIPTION: usize = 16 << 20;
@@ -142,17 +142,31 @@ impl UpdateApi {
         let misconfigured = |e: servicekit::private_key::UnusableKey| e.of(&distro);
         let signature = match form.method {
             SwupdateMethod::Rsa => {
-                let key = self
-                    .key(&distro, SignType::Swupdate, "rsa-private.key")
+                let signer = self
+                    .keystore
+                    .parsed(&distro, SignType::Swupdate, "swupdate/rsa", || async {
+                        let key = self
+                            .key(&distro, SignType::Swupdate, "rsa-private.key")
+                            .await?;
+                        RsaSigner::new(key.bytes())
+                            .map_err(|e| ServiceError::from(misconfigured(e)))
+                    })
                     .await?;
-                sign_rsa(key.bytes(), &data).map_err(misconfigured)?
+                signer.sign(&data)
             }
             SwupdateMethod::Cms => {
-                let cert = self.key(&distro, SignType::Swupdate, "cms.cert").await?;
-                let key = self
-                    .key(&distro, SignType::Swupdate, "cms-private.key")
+                let signer = self
+                    .keystore
+                    .parsed(&distro, SignType::Swupdate, "swupdate/cms", || async {
+                        let cert = self.key(&distro, SignType::Swupdate, "cms.cert").await?;
+                        let key = self
+                            .key(&distro, SignType::Swupdate, "cms-private.key")
+                            .await?;
+                        CmsSigner::new(cert.bytes(), key.bytes())
+                            .map_err(|e| ServiceError::from(misconfigured(e)))
+                    })
                     .await?;
-                sign_cms(cert.bytes(), key.bytes(), &data).map_err(misconfigured)?
+                signer.sign(&data).map_err(misconfigured)?
             }
         };
         tracing::info!(distro = %distro, method = ?form.method, bytes = data.len(), "signed sw-description");

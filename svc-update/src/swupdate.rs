@@ -31,47 +31,82 @@ fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, UnusableKey> {
         .map_err(|_| unusable(file, KeyProblem::NotACertificate))
 }
 
+/// The RSA method's parsed key (kept between requests only when the
+/// parsed-key cache is on).
+pub struct RsaSigner(PKey<Private>);
+
+impl RsaSigner {
+    /// Parses `rsa-private.key`, which must hold an RSA key.
+    pub fn new(key: &[u8]) -> Result<Self, UnusableKey> {
+        const FILE: &str = "rsa-private.key";
+        let key = private_key(key, FILE)?;
+        if key.rsa().is_err() {
+            return Err(unusable(
+                FILE,
+                KeyProblem::WrongType {
+                    found: key_type_name(key.id()),
+                    needs: "the RSA method needs an RSA key",
+                },
+            ));
+        }
+        Ok(Self(key))
+    }
+
+    /// A PKCS#1 v1.5 signature over the SHA-256 of `data`.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let mut signer = Signer::new(MessageDigest::sha256(), &self.0).expect("an RSA key signs");
+        signer.update(data).expect("hashing cannot fail");
+        signer.sign_to_vec().expect("an RSA key signs")
+    }
+}
+
 /// The RSA method: a PKCS#1 v1.5 signature over the SHA-256 of `data`.
 pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
-    const FILE: &str = "rsa-private.key";
-    let key = private_key(key, FILE)?;
-    if key.rsa().is_err() {
-        return Err(unusable(
-            FILE,
-            KeyProblem::WrongType {
-                found: key_type_name(key.id()),
-                needs: "the RSA method needs an RSA key",
-            },
-        ));
+    Ok(RsaSigner::new(key)?.sign(data))
+}
+
+/// The CMS method's certificate and key, checked to belong together.
+pub struct CmsSigner {
+    cert: X509,
+    key: PKey<Private>,
+}
+
+impl CmsSigner {
+    /// Parses `cms.cert` and `cms-private.key`.
+    pub fn new(cert: &[u8], key: &[u8]) -> Result<Self, UnusableKey> {
+        let cert = certificate(cert, "cms.cert")?;
+        let key = private_key(key, "cms-private.key")?;
+        if !cert
+            .public_key()
+            .map(|p| p.public_eq(&key))
+            .unwrap_or(false)
+        {
+            return Err(cms_mismatch());
+        }
+        Ok(Self { cert, key })
     }
-    let mut signer = Signer::new(MessageDigest::sha256(), &key).expect("an RSA key signs");
-    signer.update(data).expect("hashing cannot fail");
-    Ok(signer.sign_to_vec().expect("an RSA key signs"))
+
+    /// A detached DER SignedData over `data`.
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
+        let flags = CMSOptions::BINARY | CMSOptions::DETACHED | CMSOptions::NOSMIMECAP;
+        let cms = CmsContentInfo::sign(Some(&self.cert), Some(&self.key), None, Some(data), flags)
+            .map_err(|_| cms_mismatch())?;
+        Ok(cms.to_der().expect("a signed CMS encodes"))
+    }
+}
+
+fn cms_mismatch() -> UnusableKey {
+    unusable(
+        "cms-private.key",
+        KeyProblem::Mismatch {
+            certificate: "cms.cert",
+        },
+    )
 }
 
 /// The CMS method: a detached DER SignedData over `data`.
 pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
-    let mismatch = || {
-        unusable(
-            "cms-private.key",
-            KeyProblem::Mismatch {
-                certificate: "cms.cert",
-            },
-        )
-    };
-    let cert = certificate(cert, "cms.cert")?;
-    let key = private_key(key, "cms-private.key")?;
-    if !cert
-        .public_key()
-        .map(|p| p.public_eq(&key))
-        .unwrap_or(false)
-    {
-        return Err(mismatch());
-    }
-    let flags = CMSOptions::BINARY | CMSOptions::DETACHED | CMSOptions::NOSMIMECAP;
-    let cms = CmsContentInfo::sign(Some(&cert), Some(&key), None, Some(data), flags)
-        .map_err(|_| mismatch())?;
-    Ok(cms.to_der().expect("a signed CMS encodes"))
+    CmsSigner::new(cert, key)?.sign(data)
 }
 
 #[cfg(test)]
