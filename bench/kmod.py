@@ -12,7 +12,12 @@ It checks that both produce the same signed modules, then prints the figures.
 With --content random the modules' bodies are random bytes (incompressible,
 like encrypted or already-compressed payloads) instead of machine code.
 
-Usage: bench/kmod.py [--modules N] [--key-bits 4096] [--content elf|random] [--keep DIR]
+With --baseline BIN the same request is also sent to another svc-kmod
+binary (e.g. one built from an earlier commit), in the same run, and both
+are printed.
+
+Usage: bench/kmod.py [--modules N] [--key-bits 4096] [--content elf|random]
+                     [--baseline BIN] [--keep DIR]
 """
 import argparse
 import contextlib
@@ -133,6 +138,7 @@ def main():
     ap.add_argument("--key-bits", type=int, default=4096)
     ap.add_argument("--hash", default="sha512")
     ap.add_argument("--content", choices=["elf", "random"], default="elf")
+    ap.add_argument("--baseline", help="another svc-kmod binary to run the same request against")
     ap.add_argument("--keep")
     args = ap.parse_args()
 
@@ -157,16 +163,21 @@ def main():
           f"{os.path.getsize(tarball) / 1e6:.0f} MB gzip; {args.content} content; RSA-{args.key_bits}, {args.hash}; "
           f"{os.cpu_count()} cores", flush=True)
 
-    # --- ours ---
-    with serving(binary, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work) as (server, url):
-        out = os.path.join(work, "modules-out.tar.gz")
-        cpu0 = cpu_seconds(server.pid)
-        t0 = time.monotonic()
-        sh("curl", "--silent", "--fail", "-X", "POST", "-F", "machine=bench", "-F", f"hashalg={args.hash}",
-           "-F", f"artifact=@{tarball}", "--output", out, f"{url}/sign/modules")
-        ours = time.monotonic() - t0
-        cpu = cpu_seconds(server.pid) - cpu0
-        rss = peak_rss_kib(server.pid)
+    # --- ours (and the baseline binary's, if given) ---
+    def run_service(bin_path, out):
+        with serving(bin_path, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys",
+                     DIGSIGSERVER_WORKDIR=work) as (server, url):
+            cpu0 = cpu_seconds(server.pid)
+            t0 = time.monotonic()
+            sh("curl", "--silent", "--fail", "-X", "POST", "-F", "machine=bench", "-F", f"hashalg={args.hash}",
+               "-F", f"artifact=@{tarball}", "--output", out, f"{url}/sign/modules")
+            return time.monotonic() - t0, cpu_seconds(server.pid) - cpu0, peak_rss_kib(server.pid)
+
+    out = os.path.join(work, "modules-out.tar.gz")
+    ours, cpu, rss = run_service(binary, out)
+    if args.baseline:
+        base_out = os.path.join(work, "baseline-out.tar.gz")
+        base, base_cpu, base_rss = run_service(args.baseline, base_out)
 
     # --- reference: extract, sign-file per module, re-tar ---
     ref = os.path.join(work, "ref")
@@ -189,8 +200,11 @@ def main():
     sh("tar", "-C", check, "-x", "--no-same-owner", "-f", out, "./lib/modules")
     sh("diff", "-r", "--no-dereference", "-q", os.path.join(ref, "lib"), os.path.join(check, "lib"))
 
-    print(f"ours (curl POST /sign/modules, end to end): {ours:7.2f} s, reply {os.path.getsize(out) / 1e6:.0f} MB, "
-          f"service CPU {cpu:.2f} s")
+    print(f"ours (curl POST /sign/modules, end to end): {ours:7.2f} s, reply {os.path.getsize(out) / 1e6:.1f} MB, "
+          f"service CPU {cpu:.2f} s, peak RSS {rss / 1024:.1f} MiB")
+    if args.baseline:
+        print(f"baseline {args.baseline}: {base:7.2f} s, reply {os.path.getsize(base_out) / 1e6:.1f} MB, "
+              f"service CPU {base_cpu:.2f} s, peak RSS {base_rss / 1024:.1f} MiB")
     print(f"reference (tar -x, {args.modules} x sign-file, tar -cz): {reference:7.2f} s, "
           f"reply {os.path.getsize(ref_out) / 1e6:.0f} MB")
     print(f"speed-up: {reference / ours:.1f}x   (target >= 15x; service CPU <= 2.5 s for 2000 random modules)")

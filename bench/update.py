@@ -5,12 +5,18 @@
    (update domain embedded) with the swupdate class's form, versus the
    reference way, one `openssl dgst -sha256 -sign` process per request, 8 at
    a time. Both sign the same sw-description with the same RSA-2048 key.
+   Each digsig run prints the server's own CPU time per request (from
+   /proc), with keys fetched per request (the default) and with
+   DIGSIGSERVER_KEY_CACHE_SECONDS=60; --baseline BIN adds a run of another
+   digsigserver binary (e.g. an earlier commit's) in the same run.
 2. Mender: one artifact of --mender-mb MB signed in place via file://,
-   versus `mender-artifact sign` run directly on a copy: wall time of each,
-   and the peak RSS of the digsigserver process and of the mender-artifact
-   child it runs (read from /proc while it runs).
+   versus `cp` of it plus `mender-artifact sign` (the yardstick), and
+   upstream's way (copy in, sign, copy back): wall time of each, and the
+   peak RSS of the digsigserver process and of the mender-artifact child it
+   runs (read from /proc while it runs).
 
-Usage: bench/update.py [--seconds 10] [--concurrency 8] [--mender-mb 200] [--keep DIR]
+Usage: bench/update.py [--seconds 10] [--concurrency 8] [--mender-mb 200]
+                       [--baseline BIN] [--keep DIR]
 """
 import argparse
 import concurrent.futures
@@ -91,6 +97,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--mender-mb", type=int, default=200)
+    ap.add_argument("--baseline", help="another digsigserver binary to run the SWUpdate load against")
     ap.add_argument("--keep")
     args = ap.parse_args()
 
@@ -124,8 +131,11 @@ def main():
               f"{os.cpu_count()} cores", flush=True)
         ref_rps = openssl_per_request(key, doc, args.seconds, args.concurrency, work)
         print(f"openssl dgst per request:       {ref_rps:8.0f} signatures/s")
-        for label, cache in (("keys fetched per request", "0"), ("DIGSIGSERVER_KEY_CACHE_SECONDS=60", "60")):
-            with kmod.serving(gw_bin, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work,
+        runs = [("keys fetched per request", gw_bin, "0"), ("DIGSIGSERVER_KEY_CACHE_SECONDS=60", gw_bin, "60")]
+        if args.baseline:
+            runs.insert(0, (f"baseline {args.baseline}", args.baseline, "0"))
+        for label, bin_path, cache in runs:
+            with kmod.serving(bin_path, DIGSIGSERVER_KEYFILE_URI=f"file://{work}/keys", DIGSIGSERVER_WORKDIR=work,
                               DIGSIGSERVER_KEY_CACHE_SECONDS=cache) as (gw, url):
                 # One request first, so start-up is not counted.
                 output("curl", "--silent", "--fail", "-o", "/dev/null", "-F", "distro=bench",

@@ -118,7 +118,7 @@ impl ArtifactTrail {
 
     /// Records the content of `file` (read from its start, and left at its
     /// start) as field `field`.
-    pub fn add_file(&self, field: &str, file: &mut File) -> io::Result<()> {
+    pub fn add_file(&self, field: &str, file: &mut (impl Read + Seek)) -> io::Result<()> {
         file.rewind()?;
         let mut hasher = openssl::sha::Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];

@@ -52,6 +52,7 @@ pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls;
+pub mod upload;
 pub mod vendor_tool;
 pub mod workdir;
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use poem::Body;
 use poem_openapi::payload::Binary;
-use poem_openapi::types::multipart::Upload;
 use poem_openapi::ApiResponse;
 
+use crate::upload::{SpooledUpload, UploadReader};
 use crate::{ServiceError, WorkDir};
 
 /// Compression of replies: level 1 is several times faster than gzip's
@@ -38,19 +38,19 @@ pub enum SignedTarball {
 /// returned and the reply streaming the file.
 pub async fn sign_to_tarball<T, F>(
     workdir_base: &Path,
-    upload: Upload,
+    upload: SpooledUpload,
     sign: F,
 ) -> Result<(T, SignedTarball), ServiceError>
 where
     T: Send + 'static,
-    F: FnOnce(File, BufWriter<File>, &Path) -> Result<(T, BufWriter<File>), ServiceError>
+    F: FnOnce(UploadReader, BufWriter<File>, &Path) -> Result<(T, BufWriter<File>), ServiceError>
         + Send
         + 'static,
 {
     let work = WorkDir::for_request(workdir_base)?;
-    // The HTTP layer has spooled the upload to an unlinked temp file; the
-    // signer reads it with plain blocking reads.
-    let mut input = upload.into_file().into_std().await;
+    // The upload is in memory or in an unlinked temp file; the signer reads
+    // it with plain blocking reads.
+    let mut input = upload.into_reader();
     let span = tracing::Span::current();
     let task_work = Arc::clone(&work);
     let audit = crate::audit::current_trail();

@@ -1,10 +1,10 @@
 //! `POST /sign/modules`, wire-compatible with upstream digsigserver.
 
 use keystore::{KeyFileName, KeyStore, SignType};
-use poem_openapi::types::multipart::Upload;
 use poem_openapi::{Multipart, OpenApi, Tags};
 use servicekit::form_fields::SelectorField;
 use servicekit::tarball_reply::{sign_to_tarball, SignedTarball, REPLY_GZIP_LEVEL};
+use servicekit::upload::SpooledUpload;
 use servicekit::{ArchiveLimits, ServiceError};
 
 use crate::sign_tree::sign_tarball;
@@ -19,7 +19,7 @@ pub struct SignModulesForm {
     #[oai(default = "default_hashalg")]
     hashalg: HashAlg,
     /// gzip-compressed tarball of a tree of kernel modules (e.g. `lib/modules/...`).
-    artifact: Upload,
+    artifact: SpooledUpload,
 }
 
 /// Upstream's default, and the bbclass's.

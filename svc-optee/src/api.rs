@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use keystore::{KeyFileName, KeyStore, SignType};
-use poem_openapi::types::multipart::Upload;
 use poem_openapi::{Multipart, OpenApi, Tags};
 use servicekit::archive::{extract_tar_gz, pack_tar_gz};
 use servicekit::form_fields::SelectorField;
 use servicekit::tarball_reply::{sign_to_tarball, SignedTarball, REPLY_GZIP_LEVEL};
+use servicekit::upload::SpooledUpload;
 use servicekit::{ArchiveLimits, ServiceError};
 
 use crate::sign_tree::sign_tree;
@@ -23,7 +23,7 @@ pub struct SignOpteeForm {
     /// gzip-compressed tarball of a tree of `<uuid>.stripped.elf` files, each
     /// with an optional `<uuid>.ta-version` (first line an integer, `0x` hex
     /// allowed; none means version 0).
-    artifact: Upload,
+    artifact: SpooledUpload,
     /// Signature algorithm written in each TA header; default PSS, as
     /// upstream. (Not an upstream field: OP-TEE verifies both.)
     #[oai(default = "default_algo")]

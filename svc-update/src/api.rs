@@ -3,9 +3,9 @@
 
 use keystore::{KeyFileName, KeyMaterial, KeyStore, Selector, SignType};
 use poem_openapi::payload::{Binary, PlainText};
-use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi, Tags};
 use servicekit::form_fields::{SelectorField, TextField};
+use servicekit::upload::SpooledUpload;
 use servicekit::ServiceError;
 
 use crate::artifact_uri::ALLOWED_URIS_VAR;
@@ -40,7 +40,7 @@ pub struct SignSwupdateForm {
     method: SwupdateMethod,
     /// The `sw-description` file to sign.
     #[oai(rename = "sw-description")]
-    sw_description: Upload,
+    sw_description: SpooledUpload,
 }
 
 /// Replies of `POST /sign/swupdate`.
@@ -124,7 +124,7 @@ impl UpdateApi {
         form: SignSwupdateForm,
     ) -> Result<SignSwupdateResponse, ServiceError> {
         let distro = form.distro.0;
-        if form.sw_description.size() > MAX_SW_DESCRIPTION {
+        if form.sw_description.size() > MAX_SW_DESCRIPTION as u64 {
             return Err(ServiceError::TooLarge(format!(
                 "sw-description is {} bytes; the limit is {MAX_SW_DESCRIPTION} (send the sw-description file, not the .swu)",
                 form.sw_description.size()
