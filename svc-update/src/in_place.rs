@@ -45,6 +45,26 @@ pub enum TransferError {
     },
 }
 
+/// Starts writeback of every regular file in `dir` (errors are ignored:
+/// this only moves work earlier, the fsync still decides).
+fn start_writeback(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if let Ok(file) = std::fs::File::open(entry.path()) {
+            // SAFETY: a valid descriptor; the call only schedules I/O.
+            unsafe {
+                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+    }
+}
+
 /// A signed copy being made beside `target`: in a private hidden directory
 /// in the same directory, so it can be renamed over the original, and so
 /// whatever the tool writes on the way (`mender-artifact` makes its own
@@ -82,6 +102,28 @@ impl BesideCopy {
     /// Where the signed copy is to be written.
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("signed")
+    }
+
+    /// Runs `write` (the tool making the signed copy) while asking the
+    /// kernel, every 20 ms, to start writing what it has written so far to
+    /// disk (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait).
+    /// Left alone, the kernel would hold a 200 MB copy in memory until
+    /// [`replace_original`](Self::replace_original)'s fsync, which then
+    /// waited for all of it; this way the disk works while the tool does,
+    /// and the fsync, which stays, finds little left to do.
+    pub async fn while_written<F: std::future::Future>(&self, write: F) -> F::Output {
+        let dir = self.dir.path().to_path_buf();
+        let flusher = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(20));
+            loop {
+                ticks.tick().await;
+                let dir = dir.clone();
+                let _ = tokio::task::spawn_blocking(move || start_writeback(&dir)).await;
+            }
+        });
+        let out = write.await;
+        flusher.abort();
+        out
     }
 
     /// Gives the copy the original's mode (and owner, where allowed),

@@ -112,10 +112,13 @@ impl MenderSigner {
             ArtifactUri::File(path) => {
                 let copy = BesideCopy::reserve(path)?;
                 audit_file("artifact-before", path).await?;
-                self.config
-                    .tool
-                    .sign(path, key_file.path(), &copy.path(), &shown)
-                    .await?;
+                copy.while_written(self.config.tool.sign(
+                    path,
+                    key_file.path(),
+                    &copy.path(),
+                    &shown,
+                ))
+                .await?;
                 audit_file("artifact-after", &copy.path()).await?;
                 let size = std::fs::metadata(copy.path()).map(|m| m.len()).unwrap_or(0);
                 tokio::task::spawn_blocking(move || copy.replace_original())

@@ -11,9 +11,8 @@
 
 use keystore::SignType;
 use openssl::cms::{CMSOptions, CmsContentInfo};
-use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::sign::Signer;
+use openssl::rsa::{Padding, Rsa};
 use openssl::x509::X509;
 use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
 
@@ -33,30 +32,49 @@ fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, UnusableKey> {
 
 /// The RSA method's parsed key (kept between requests only when the
 /// parsed-key cache is on).
-pub struct RsaSigner(PKey<Private>);
+///
+/// It signs through the RSA key itself (`RSA_private_encrypt` of the
+/// DigestInfo with PKCS#1 v1.5 padding, blinded as any OpenSSL RSA private
+/// operation is) rather than through an EVP context: with a key parsed for
+/// each request, the EVP path also copied the key into OpenSSL's provider
+/// and fetched the algorithm every time. The signature is the same bytes
+/// (PKCS#1 v1.5 is deterministic; tested against `openssl dgst -sign`).
+pub struct RsaSigner(Rsa<Private>);
+
+/// DER of the DigestInfo for SHA-256 up to the digest (RFC 8017, 9.2 note 1).
+const SHA256_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
 
 impl RsaSigner {
     /// Parses `rsa-private.key`, which must hold an RSA key.
     pub fn new(key: &[u8]) -> Result<Self, UnusableKey> {
         const FILE: &str = "rsa-private.key";
         let key = private_key(key, FILE)?;
-        if key.rsa().is_err() {
-            return Err(unusable(
+        match key.rsa() {
+            Ok(rsa) if key.id() == openssl::pkey::Id::RSA => Ok(Self(rsa)),
+            _ => Err(unusable(
                 FILE,
                 KeyProblem::WrongType {
                     found: key_type_name(key.id()),
                     needs: "the RSA method needs an RSA key",
                 },
-            ));
+            )),
         }
-        Ok(Self(key))
     }
 
     /// A PKCS#1 v1.5 signature over the SHA-256 of `data`.
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
-        let mut signer = Signer::new(MessageDigest::sha256(), &self.0).expect("an RSA key signs");
-        signer.update(data).expect("hashing cannot fail");
-        signer.sign_to_vec().expect("an RSA key signs")
+        let mut digest_info = SHA256_DIGEST_INFO.to_vec();
+        digest_info.extend_from_slice(&openssl::sha::sha256(data));
+        let mut signature = vec![0u8; self.0.size() as usize];
+        let len = self
+            .0
+            .private_encrypt(&digest_info, &mut signature, Padding::PKCS1)
+            .expect("an RSA key signs");
+        signature.truncate(len);
+        signature
     }
 }
 
@@ -112,7 +130,9 @@ pub fn sign_cms(cert: &[u8], key: &[u8], data: &[u8]) -> Result<Vec<u8>, Unusabl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::hash::MessageDigest;
     use openssl::rsa::Rsa;
+    use openssl::sign::Signer;
 
     #[test]
     fn pkcs1_and_pkcs8_keys_give_the_same_signature() {
