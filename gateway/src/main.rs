@@ -29,6 +29,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    servicekit::process_memory::init();
     match invoked_as_service() {
         Ok(Some(service)) => service(),
         Ok(None) => gateway_main(),

@@ -45,6 +45,7 @@ pub mod layers;
 pub mod metrics;
 pub mod openapi;
 pub mod private_key;
+pub mod process_memory;
 pub mod server;
 pub mod service_main;
 pub mod tarball_reply;

@@ -30,6 +30,7 @@ struct ServiceArgs {
 /// give a failing exit code.
 pub fn service_main<D: SigningDomain>() -> ExitCode {
     let name = format!("svc-{}", D::NAME);
+    crate::process_memory::init();
     let args = ServiceArgs::parse();
     crate::telemetry::init(args.server.debug);
     let runtime = match tokio::runtime::Runtime::new() {
