@@ -105,9 +105,11 @@ impl ParsedCache {
         }
         // Record what `load` fetches on a trail of its own, to replay on hits.
         let trail = Arc::new(KeyTrail::default());
-        let value = Arc::new(key_trail::with_key_trail(Arc::clone(&trail), load()).await?);
+        let loaded = key_trail::with_key_trail(Arc::clone(&trail), load()).await;
         let uses = trail.uses();
+        // Keys fetched before a failure are on the request's record too.
         replay(uses.clone());
+        let value = Arc::new(loaded?);
         let entry = Entry {
             value: Arc::clone(&value) as Arc<dyn Any + Send + Sync>,
             uses,
@@ -170,8 +172,15 @@ pub(crate) mod secure_heap {
         fn CRYPTO_secure_malloc_init(size: usize, minsize: usize) -> c_int;
     }
 
-    /// Room for a few hundred RSA-4096 keys; a power of two, as OpenSSL needs.
-    const SIZE: usize = 4 << 20;
+    /// At least 4 MiB; more on large hosts, where every signing thread of
+    /// every concurrent job may hold a copy of a key (about 16 KiB for an
+    /// RSA-4096 key with OpenSSL's own copies). A power of two, as OpenSSL
+    /// needs. A full secure heap fails the allocation (a 500), it does not
+    /// fall back to ordinary memory.
+    fn size() -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores * cores * 16 * 1024).next_power_of_two().max(4 << 20)
+    }
 
     static INIT: Once = Once::new();
 
@@ -182,11 +191,12 @@ pub(crate) mod secure_heap {
         INIT.call_once(|| {
             openssl::init();
             // SAFETY: called once, before any secure allocation is made by us.
-            match unsafe { CRYPTO_secure_malloc_init(SIZE, 32) } {
+            let size = size();
+            match unsafe { CRYPTO_secure_malloc_init(size, 32) } {
                 1 => tracing::info!("parsed keys are kept in locked memory"),
                 2 => tracing::warn!(
                     "parsed keys are kept in memory that could not be locked; raise the memlock limit (ulimit -l, or the container's) to at least {} KiB",
-                    SIZE / 1024
+                    size / 1024
                 ),
                 _ => tracing::warn!("OpenSSL's secure heap could not be set up; parsed keys are kept in ordinary memory"),
             }

@@ -93,8 +93,15 @@ impl KmodApi {
                     .keystore
                     .fetch(&machine, SignType::Kmod, &KeyFileName::parse(CERT_FILE)?)
                     .await?;
-                ModuleSigner::new(key.bytes(), cert.bytes(), hash)
-                    .map_err(|e| ServiceError::from(e.of(&machine)))
+                // Parsing, and the template's check (a CMS signature and a
+                // bare one), is CPU work: off the async workers.
+                let selector = machine.clone();
+                tokio::task::spawn_blocking(move || {
+                    ModuleSigner::new(key.bytes(), cert.bytes(), hash)
+                        .map_err(|e| ServiceError::from(e.of(&selector)))
+                })
+                .await
+                .map_err(|e| ServiceError::internal_from("preparing the module signer", e))?
             })
             .await?;
 

@@ -335,7 +335,12 @@ impl<'a> SigningContext<'a> {
         feed: impl FnOnce(&mut Hasher) -> Result<(), SignError>,
     ) -> Result<Vec<u8>, SignError> {
         let fast = self.fast.as_mut().expect("a fast-path context");
-        feed(&mut fast.hasher)?;
+        if let Err(e) = feed(&mut fast.hasher) {
+            // Start the next module from a clean hasher, not this one's
+            // partial input.
+            let _ = fast.hasher.finish();
+            return Err(e);
+        }
         let digest = fast.hasher.finish()?;
         let mut cms = fast.template.clone();
         fast.pkey_ctx.sign_to_vec(&digest, &mut cms)?;

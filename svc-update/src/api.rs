@@ -152,7 +152,9 @@ impl UpdateApi {
                             .map_err(|e| ServiceError::from(misconfigured(e)))
                     })
                     .await?;
-                signer.sign(&data)
+                signer
+                    .sign(&data)
+                    .map_err(|e| ServiceError::internal_from("RSA signing failed", e))?
             }
             SwupdateMethod::Cms => {
                 let signer = self

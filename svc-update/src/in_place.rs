@@ -111,19 +111,24 @@ impl BesideCopy {
     /// [`replace_original`](Self::replace_original)'s fsync, which then
     /// waited for all of it; this way the disk works while the tool does,
     /// and the fsync, which stays, finds little left to do.
+    ///
+    /// The ticking runs inside this future, not as a task of its own, so it
+    /// ends with `write` however the request ends (a cancelled or timed-out
+    /// request drops both).
     pub async fn while_written<F: std::future::Future>(&self, write: F) -> F::Output {
         let dir = self.dir.path().to_path_buf();
-        let flusher = tokio::spawn(async move {
+        let flush = async move {
             let mut ticks = tokio::time::interval(std::time::Duration::from_millis(20));
             loop {
                 ticks.tick().await;
                 let dir = dir.clone();
                 let _ = tokio::task::spawn_blocking(move || start_writeback(&dir)).await;
             }
-        });
-        let out = write.await;
-        flusher.abort();
-        out
+        };
+        tokio::select! {
+            out = write => out,
+            never = flush => never,
+        }
     }
 
     /// Gives the copy the original's mode (and owner, where allowed),

@@ -64,23 +64,25 @@ impl RsaSigner {
         }
     }
 
-    /// A PKCS#1 v1.5 signature over the SHA-256 of `data`.
-    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+    /// A PKCS#1 v1.5 signature over the SHA-256 of `data`. Fails only if
+    /// OpenSSL cannot allocate (e.g. its secure heap is full).
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
         let mut digest_info = SHA256_DIGEST_INFO.to_vec();
         digest_info.extend_from_slice(&openssl::sha::sha256(data));
         let mut signature = vec![0u8; self.0.size() as usize];
         let len = self
             .0
-            .private_encrypt(&digest_info, &mut signature, Padding::PKCS1)
-            .expect("an RSA key signs");
+            .private_encrypt(&digest_info, &mut signature, Padding::PKCS1)?;
         signature.truncate(len);
-        signature
+        Ok(signature)
     }
 }
 
 /// The RSA method: a PKCS#1 v1.5 signature over the SHA-256 of `data`.
 pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
-    Ok(RsaSigner::new(key)?.sign(data))
+    Ok(RsaSigner::new(key)?
+        .sign(data)
+        .expect("a freshly parsed RSA key signs"))
 }
 
 /// The CMS method's certificate and key, checked to belong together.

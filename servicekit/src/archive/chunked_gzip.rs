@@ -38,6 +38,11 @@ const STORE_ABOVE_BITS_PER_BYTE: f64 = 7.76;
 /// at a few MiB (each member holds its input and output).
 const IN_FLIGHT_PER_THREAD: usize = 2;
 
+/// Compression threads per reply at most: concurrent replies (up to
+/// `DIGSIGSERVER_MAX_JOBS`, the number of cores by default) each have their
+/// own, so threads and buffers grow with jobs × this, not with cores².
+const MAX_THREADS_PER_REPLY: usize = 4;
+
 /// A gzip writer of independent members (see the module documentation).
 pub struct ChunkedGzWriter<W: Write> {
     out: W,
@@ -45,9 +50,13 @@ pub struct ChunkedGzWriter<W: Write> {
     pending: Vec<u8>,
     members: u64,
     /// Compresses the last member on the caller's thread (the only one of
-    /// a reply shorter than a member, which then starts no threads).
+    /// a reply shorter than a member, which then starts no threads), and
+    /// every member if no thread can be started.
     local: Option<MemberCompressor>,
     pool: Option<Pool>,
+    /// No compression thread could be started: every member is compressed
+    /// here.
+    no_pool: bool,
     /// Buffers back from the pool, reused for the next members.
     spare: Vec<Vec<u8>>,
     stored: u64,
@@ -148,41 +157,55 @@ struct Pool {
 }
 
 impl Pool {
-    fn start(level: u32) -> Self {
-        let threads = std::thread::available_parallelism()
+    /// A pool of up to [`MAX_THREADS_PER_REPLY`] threads; `None` if not
+    /// even one could be started (e.g. at a pids limit): the writer then
+    /// compresses on its own thread.
+    fn start(level: u32) -> Option<Self> {
+        let wanted = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1);
-        let limit = threads * IN_FLIGHT_PER_THREAD;
+            .unwrap_or(1)
+            .min(MAX_THREADS_PER_REPLY);
+        let limit = wanted * IN_FLIGHT_PER_THREAD;
         let (jobs, queue) = mpsc::sync_channel::<Job>(limit);
         let queue = Arc::new(Mutex::new(queue));
         let span = tracing::Span::current();
-        let threads = (0..threads)
-            .map(|_| {
+        let threads: Vec<JoinHandle<()>> = (0..wanted)
+            .map_while(|_| {
                 let queue = Arc::clone(&queue);
                 let span = span.clone();
-                std::thread::spawn(move || {
-                    let _enter = span.enter();
-                    let mut compressor = MemberCompressor::new(level);
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((data, mut member, reply)) = next else {
-                            return;
-                        };
-                        let done = compressor
-                            .compress(&data, &mut member)
-                            .map(|stored| (data, member, stored));
-                        // The writer may have given up (an error elsewhere).
-                        let _ = reply.send(done);
-                    }
-                })
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("reply-gzip".into())
+                        .spawn(move || {
+                            let _enter = span.enter();
+                            let mut compressor = MemberCompressor::new(level);
+                            loop {
+                                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                                let Ok((data, mut member, reply)) = next else {
+                                    return;
+                                };
+                                let done = compressor
+                                    .compress(&data, &mut member)
+                                    .map(|stored| (data, member, stored));
+                                // The writer may have given up (an error elsewhere).
+                                let _ = reply.send(done);
+                            }
+                        });
+                spawned.ok()
             })
             .collect();
-        Self {
+        if threads.is_empty() {
+            tracing::warn!(
+                "no compression thread could be started; compressing the reply on one thread"
+            );
+            return None;
+        }
+        Some(Self {
             jobs: Some(jobs),
             in_flight: VecDeque::new(),
             limit,
             threads,
-        }
+        })
     }
 }
 
@@ -207,6 +230,7 @@ impl<W: Write> ChunkedGzWriter<W> {
             members: 0,
             local: None,
             pool: None,
+            no_pool: false,
             spare: Vec::new(),
             stored: 0,
         }
@@ -215,8 +239,13 @@ impl<W: Write> ChunkedGzWriter<W> {
     /// Hands the pending bytes to the pool as the next member, first
     /// writing out the oldest members if as many as allowed are in flight.
     fn submit_member(&mut self) -> io::Result<()> {
-        let level = self.level;
-        let pool = self.pool.get_or_insert_with(|| Pool::start(level));
+        if self.pool.is_none() && !self.no_pool {
+            self.pool = Pool::start(self.level);
+            self.no_pool = self.pool.is_none();
+        }
+        let Some(pool) = self.pool.as_mut() else {
+            return self.write_here();
+        };
         while pool.in_flight.len() >= pool.limit {
             let oldest = pool.in_flight.pop_front().expect("in flight");
             Self::write_done(&mut self.out, &mut self.spare, &mut self.stored, oldest)?;
@@ -236,6 +265,21 @@ impl<W: Write> ChunkedGzWriter<W> {
             .send((data, member, reply))
             .map_err(|_| io::Error::other("the compression threads stopped"))?;
         pool.in_flight.push_back(done);
+        self.members += 1;
+        Ok(())
+    }
+
+    /// Compresses and writes the pending bytes as a member on this thread.
+    fn write_here(&mut self) -> io::Result<()> {
+        let level = self.level;
+        let compressor = self
+            .local
+            .get_or_insert_with(|| MemberCompressor::new(level));
+        let mut member = self.spare.pop().unwrap_or_default();
+        self.stored += u64::from(compressor.compress(&self.pending, &mut member)?);
+        self.out.write_all(&member)?;
+        self.pending.clear();
+        self.spare.push(member);
         self.members += 1;
         Ok(())
     }
@@ -266,14 +310,7 @@ impl<W: Write> ChunkedGzWriter<W> {
         }
         if !self.pending.is_empty() || self.members == 0 {
             // The last (or only) member: not worth a round trip to a thread.
-            let level = self.level;
-            let compressor = self
-                .local
-                .get_or_insert_with(|| MemberCompressor::new(level));
-            let mut member = self.spare.pop().unwrap_or_default();
-            self.stored += u64::from(compressor.compress(&self.pending, &mut member)?);
-            self.out.write_all(&member)?;
-            self.members += 1;
+            self.write_here()?;
         }
         tracing::debug!(
             members = self.members,
