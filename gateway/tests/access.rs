@@ -17,13 +17,6 @@ use kmod_common::*;
 const TOKEN: &str = "farm-a-token-0123456789";
 const INTERNAL: &str = "internal-secret-0123456789abcdef";
 
-fn sha256_hex(text: &str) -> String {
-    openssl::sha::sha256(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// An access file letting `farm-a` (token [`TOKEN`]) sign modules for
 /// `jetson-*` and OP-TEE for nothing.
 fn access_file(dir: &Path, token: &str) -> String {
@@ -33,7 +26,7 @@ fn access_file(dir: &Path, token: &str) -> String {
         &next,
         format!(
             "[[client]]\nname = \"farm-a\"\ntoken_sha256 = \"{}\"\nallow = [\"modules:jetson-*\", \"swupdate:product-b\"]\n",
-            sha256_hex(token)
+            sha256_hex(token.as_bytes())
         ),
     )
     .unwrap();
@@ -364,7 +357,7 @@ fn sighup_rereads_the_access_file() {
             &path,
             format!(
                 "[[client]]\nname = \"farm-a\"\ntoken_sha256 = \"{}\"\nallow = [\"modules:demo\"]\n",
-                sha256_hex(token)
+                sha256_hex(token.as_bytes())
             ),
         )
         .unwrap()

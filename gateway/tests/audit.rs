@@ -14,13 +14,6 @@ use kmod_common::*;
 
 const TOKEN: &str = "farm-a-token-0123456789";
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    openssl::sha::sha256(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// `openssl ... -outform DER` of `args` on `input`, hashed.
 fn der_fingerprint(args: &[&str], input: &Path) -> String {
     let out = run(Command::new("openssl")
@@ -165,15 +158,7 @@ fn other_domains_report_their_uploads_and_keys_at_the_same_point() {
     let root = tmp.path().join("keys");
     let dir = root.join("poky/swupdate");
     std::fs::create_dir_all(&dir).unwrap();
-    run(Command::new("openssl").current_dir(&dir).args([
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        "rsa-private.key",
-    ]));
+    new_rsa_key(&dir.join("rsa-private.key"));
     let sw = tmp.path().join("sw-description");
     std::fs::write(&sw, "software = { version = \"1.0\"; };\n").unwrap();
     let log = tmp.path().join("audit.jsonl");

@@ -17,26 +17,10 @@ use servicekit::testing::run;
 
 const TOKEN: &str = "farm-b-token-9876543210";
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    openssl::sha::sha256(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A fresh RSA key at `path` (replacing any key there, as an operator's
 /// rotation does); returns its PEM.
 fn new_key(path: &Path) -> Vec<u8> {
-    run(Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(path));
+    new_rsa_key(path);
     std::fs::read(path).unwrap()
 }
 

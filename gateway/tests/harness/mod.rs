@@ -273,3 +273,28 @@ impl SilentService {
             .expect("stand-in service saw no connection")
     }
 }
+
+/// Hex SHA-256 of `bytes` (token hashes for access files, audit records).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    openssl::sha::sha256(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A fresh RSA-2048 key written to `path` with `openssl genpkey`
+/// (replacing any key there).
+pub fn new_rsa_key(path: &Path) {
+    servicekit::testing::run(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(path),
+    );
+}
