@@ -134,6 +134,11 @@ impl ArtifactTrail {
         Ok(())
     }
 
+    /// Records an upload hashed as it was read.
+    pub fn add_sha256(&self, field: &str, digest: [u8; 32]) {
+        self.add(field, digest);
+    }
+
     fn add(&self, field: &str, digest: [u8; 32]) {
         let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.0

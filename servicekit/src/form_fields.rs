@@ -5,7 +5,7 @@
 use keystore::Selector;
 use poem::web::Field;
 use poem_openapi::registry::MetaSchema;
-use poem_openapi::types::{ParseError, ParseFromMultipartField, ParseResult};
+use poem_openapi::types::{ParseError, ParseFromMultipartField, ParseFromParameter, ParseResult};
 use tokio::io::AsyncReadExt;
 
 /// Most bytes a text field may hold. Names are short; a field is read only
@@ -81,7 +81,14 @@ impl ParseFromMultipartField for SelectorField {
     async fn parse_from_multipart(field: Option<Field>) -> ParseResult<Self> {
         let field = field.ok_or_else(ParseError::expected_input)?;
         let text = read_text_field(field).await.map_err(ParseError::custom)?;
-        Selector::parse(&text)
+        Self::parse_from_parameter(&text)
+    }
+}
+
+/// The text of a form field read by [`crate::streamed_form`].
+impl ParseFromParameter for SelectorField {
+    fn parse_from_parameter(text: &str) -> ParseResult<Self> {
+        Selector::parse(text)
             .map(SelectorField)
             .map_err(ParseError::custom)
     }

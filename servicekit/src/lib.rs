@@ -48,6 +48,7 @@ pub mod private_key;
 pub mod process_memory;
 pub mod server;
 pub mod service_main;
+pub mod streamed_form;
 pub mod tarball_reply;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

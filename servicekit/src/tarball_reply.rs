@@ -1,11 +1,14 @@
 //! The tarball-in, tarball-out shape shared by the endpoints that sign a
-//! tree (`/sign/modules`, `/sign/optee`): a private work dir, the spooled
-//! upload read on a blocking thread, the signed tarball written there and
-//! streamed back as `signed-artifact.tar.gz`, the work dir removed once the
-//! reply is sent or the client is gone.
+//! tree (`/sign/modules`, `/sign/optee`): a private work dir, the upload read
+//! on a blocking thread as it arrives (or from its spool), the signed
+//! tarball written there and streamed back as `signed-artifact.tar.gz`, the
+//! work dir removed once the reply is sent or the client is gone.
+//!
+//! The reply is finished before its status is sent, so a tree found bad at
+//! its end is still a 4xx with a message.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{self, BufWriter, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,7 +16,7 @@ use poem::Body;
 use poem_openapi::payload::Binary;
 use poem_openapi::ApiResponse;
 
-use crate::upload::{SpooledUpload, UploadReader};
+use crate::streamed_form::{Artifact, ArtifactSource};
 use crate::{ServiceError, WorkDir};
 
 /// Compression of replies: level 1 is several times faster than gzip's
@@ -32,48 +35,91 @@ pub enum SignedTarball {
     Signed(Binary<Body>, #[oai(header = "Content-Disposition")] String),
 }
 
+/// The upload as the signer reads it: every byte read is hashed when the
+/// request is audited.
+pub struct ArtifactInput {
+    source: ArtifactSource,
+    hasher: Option<openssl::sha::Sha256>,
+}
+
+impl Read for ArtifactInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.source.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
 /// Runs `sign(input, output, workdir)` on a blocking thread, in a fresh work
-/// dir under `workdir_base`: `input` is the spooled upload, `output` the
-/// reply file, which `sign` hands back when done. Returns what `sign`
-/// returned and the reply streaming the file.
+/// dir under `workdir_base`: `input` is the upload (read while it arrives
+/// when it is live), `output` the reply file, which `sign` hands back when
+/// done. Returns what `sign` returned and the reply streaming the file.
+///
+/// Whatever `sign` leaves unread is read after it, to the upload's end, as
+/// the whole form was read before signing when uploads were spooled: the
+/// audit record hashes the whole upload, and a field after the file is
+/// still checked.
 pub async fn sign_to_tarball<T, F>(
     workdir_base: &Path,
-    upload: SpooledUpload,
+    artifact: Artifact,
     sign: F,
 ) -> Result<(T, SignedTarball), ServiceError>
 where
     T: Send + 'static,
-    F: FnOnce(UploadReader, BufWriter<File>, &Path) -> Result<(T, BufWriter<File>), ServiceError>
+    F: FnOnce(
+            &mut ArtifactInput,
+            BufWriter<File>,
+            &Path,
+        ) -> Result<(T, BufWriter<File>), ServiceError>
         + Send
         + 'static,
 {
     let work = WorkDir::for_request(workdir_base)?;
-    // The upload is in memory or in an unlinked temp file; the signer reads
-    // it with plain blocking reads.
-    let mut input = upload.into_reader();
+    let (source, feed) = artifact.into_reader();
     let span = tracing::Span::current();
     let task_work = Arc::clone(&work);
     let audit = crate::audit::current_trail();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let signing = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
-        if let Some(trail) = audit {
-            trail.add_file("artifact", &mut input).map_err(|e| {
-                ServiceError::internal_from("reading the upload for the audit log", e)
+        let mut input = ArtifactInput {
+            source,
+            hasher: audit.as_ref().map(|_| openssl::sha::Sha256::new()),
+        };
+        let outcome = (|| {
+            let out = File::create(task_work.path().join(REPLY_NAME))
+                .map_err(|e| ServiceError::internal_from("cannot create the reply file", e))?;
+            let (outcome, out) = sign(
+                &mut input,
+                BufWriter::with_capacity(256 * 1024, out),
+                task_work.path(),
+            )?;
+            out.into_inner().map_err(|e| {
+                ServiceError::internal_from("writing the reply failed", e.into_error())
             })?;
+            Ok::<_, ServiceError>(outcome)
+        })();
+        let rest = io::copy(&mut input, &mut io::sink());
+        if let (Some(trail), Some(hasher), Ok(_)) = (audit, input.hasher.take(), &rest) {
+            trail.add_sha256("artifact", hasher.finish());
         }
-        let out = File::create(task_work.path().join(REPLY_NAME))
-            .map_err(|e| ServiceError::internal_from("cannot create the reply file", e))?;
-        let (outcome, out) = sign(
-            input,
-            BufWriter::with_capacity(256 * 1024, out),
-            task_work.path(),
-        )?;
-        out.into_inner()
-            .map_err(|e| ServiceError::internal_from("writing the reply failed", e.into_error()))?;
-        Ok::<_, ServiceError>(outcome)
-    })
-    .await
-    .map_err(|e| ServiceError::internal_from("the signing task failed", e))??;
+        match (outcome, rest) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(ServiceError::BadRequest(format!(
+                "the artifact could not be read to its end: {e}"
+            ))),
+            (Ok(outcome), Ok(_)) => Ok(outcome),
+        }
+    });
+    let (signed, fed) = match feed {
+        Some(feed) => tokio::join!(signing, feed.run()),
+        None => (signing.await, Ok(())),
+    };
+    // A broken form explains a failed signer: it goes first.
+    fed?;
+    let outcome =
+        signed.map_err(|e| ServiceError::internal_from("the signing task failed", e))??;
     let body = crate::workdir::stream_file(work, REPLY_NAME)
         .await
         .map_err(|e| ServiceError::internal_from("cannot read the reply file", e))?;

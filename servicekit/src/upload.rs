@@ -104,10 +104,17 @@ impl SpooledUpload {
         }
     }
 
-    /// Receives a field: in memory while it fits, then spooled.
-    async fn receive(field: Field) -> io::Result<Self> {
-        let file_name = field.file_name().map(ToString::to_string);
-        let mut reader = field.into_async_read();
+    /// Receives a file field's bytes: in memory while they fit, then
+    /// spooled.
+    pub(crate) async fn receive<S, E>(file_name: Option<String>, chunks: S) -> io::Result<Self>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let chunks = futures_util::StreamExt::map(chunks, |chunk| {
+            chunk.map_err(|e| io::Error::other(e.to_string()))
+        });
+        let mut reader = tokio_util::io::StreamReader::new(chunks);
         let mut buf: Vec<u8> = Vec::new();
         let mut file: Option<File> = None;
         let mut size = 0u64;
@@ -184,7 +191,16 @@ impl ParseFromMultipartField for SpooledUpload {
         match field {
             // The io::Error's text keeps "(os error 28)" for a full spool,
             // which friendly_errors turns into a 507.
-            Some(field) => Self::receive(field).await.map_err(ParseError::custom),
+            Some(field) => {
+                let file_name = field.file_name().map(ToString::to_string);
+                let chunks = tokio_util::io::ReaderStream::with_capacity(
+                    field.into_async_read(),
+                    256 * 1024,
+                );
+                Self::receive(file_name, chunks)
+                    .await
+                    .map_err(ParseError::custom)
+            }
             None => Err(ParseError::expected_input()),
         }
     }

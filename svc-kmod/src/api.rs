@@ -1,8 +1,10 @@
 //! `POST /sign/modules`, wire-compatible with upstream digsigserver.
 
 use keystore::{KeyFileName, KeyStore, SignType};
+use poem_openapi::error::ParseMultipartError;
 use poem_openapi::{Multipart, OpenApi, Tags};
 use servicekit::form_fields::SelectorField;
+use servicekit::streamed_form::{Artifact, Streamed, StreamedForm, TextFields};
 use servicekit::tarball_reply::{sign_to_tarball, SignedTarball, REPLY_GZIP_LEVEL};
 use servicekit::upload::SpooledUpload;
 use servicekit::{ArchiveLimits, ServiceError};
@@ -10,8 +12,12 @@ use servicekit::{ArchiveLimits, ServiceError};
 use crate::sign_tree::sign_tarball;
 use crate::signer::{HashAlg, ModuleSigner, CERT_FILE, KEY_FILE};
 
-/// Form fields of a module signing request.
+/// Form fields of a module signing request: the OpenAPI document's
+/// description of the form. Requests are read by [`ModuleFields`], which
+/// signs the artifact as it arrives when `machine` and `hashalg` come
+/// first, as the bbclass sends them.
 #[derive(Debug, Multipart)]
+#[allow(dead_code)] // documents the form; never built
 pub struct SignModulesForm {
     /// Machine name; keys come from `<keyfile-uri>/<machine>/kmodsign/`.
     machine: SelectorField,
@@ -25,6 +31,26 @@ pub struct SignModulesForm {
 /// Upstream's default, and the bbclass's.
 fn default_hashalg() -> HashAlg {
     HashAlg::Sha512
+}
+
+/// The text fields of a module signing request.
+#[derive(Debug)]
+pub struct ModuleFields {
+    machine: SelectorField,
+    hashalg: HashAlg,
+}
+
+impl StreamedForm for ModuleFields {
+    type Documented = SignModulesForm;
+    const TEXT_FIELDS: &'static [&'static str] = &["machine", "hashalg"];
+    const FILE_FIELD: &'static str = "artifact";
+
+    fn parse(fields: &TextFields) -> Result<Self, ParseMultipartError> {
+        Ok(Self {
+            machine: fields.required("machine")?,
+            hashalg: fields.optional("hashalg", default_hashalg)?,
+        })
+    }
 }
 
 #[derive(Tags)]
@@ -72,13 +98,20 @@ impl KmodApi {
         method = "post",
         tag = "ApiTags::KernelModules"
     )]
-    async fn sign_modules(&self, form: SignModulesForm) -> Result<SignedTarball, ServiceError> {
-        self.sign(form).await
+    async fn sign_modules(
+        &self,
+        form: Streamed<ModuleFields>,
+    ) -> Result<SignedTarball, ServiceError> {
+        self.sign(form.fields, form.artifact).await
     }
 }
 
 impl KmodApi {
-    async fn sign(&self, form: SignModulesForm) -> Result<SignedTarball, ServiceError> {
+    async fn sign(
+        &self,
+        form: ModuleFields,
+        artifact: Artifact,
+    ) -> Result<SignedTarball, ServiceError> {
         let started = std::time::Instant::now();
         let machine = form.machine.0;
         let hash = form.hashalg;
@@ -106,15 +139,12 @@ impl KmodApi {
             .await?;
 
         let limits = self.limits;
-        let (summary, reply) = sign_to_tarball(
-            &self.workdir_base,
-            form.artifact,
-            move |input, out, workdir| {
+        let (summary, reply) =
+            sign_to_tarball(&self.workdir_base, artifact, move |input, out, workdir| {
                 let input = std::io::BufReader::with_capacity(256 * 1024, input);
                 sign_tarball(input, out, &signer, &limits, REPLY_GZIP_LEVEL, workdir)
-            },
-        )
-        .await?;
+            })
+            .await?;
         if summary.modules == 0 {
             return Err(ServiceError::Unprocessable(
                 "artifact contains no *.ko files to sign; send the modules tree, e.g. `tar -czf modules.tar.gz lib/modules`".into(),

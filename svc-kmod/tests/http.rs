@@ -213,6 +213,12 @@ fn hashalg_defaults_to_sha512_and_sha256_is_honoured() {
             vec!["machine=m1", "hashalg=sha384", "artifact=@in.tar.gz"],
             "sha384",
         ),
+        // The file first: it is spooled, and the fields after it still
+        // count.
+        (
+            vec!["artifact=@in.tar.gz", "hashalg=sha256", "machine=m1"],
+            "sha256",
+        ),
     ] {
         let reply = curl_post(&url, &fields, tmp.path());
         assert_eq!(reply.status, 200, "{}", reply.text());
@@ -296,6 +302,125 @@ fn tarball_with_raw_name(name: &[u8], data: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &raw).unwrap();
     gz.finish().unwrap()
+}
+
+/// POSTs a multipart form as a client that writes its whole request before
+/// it reads the reply (curl reads an early reply and stops sending; many
+/// clients do not): `texts` in order, then `file`, then `after`. The status
+/// and body, or what failed.
+fn post_whole_form_then_read(
+    url: &str,
+    texts: &[(&str, &str)],
+    file: &[u8],
+    after: &[(&str, &str)],
+) -> Result<(u16, String), std::io::Error> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let boundary = "----digsig-test-boundary";
+    let part = |name: &str, value: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        )
+    };
+    let mut body = Vec::new();
+    for (n, v) in texts {
+        body.extend_from_slice(part(n, v).as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"a.tar.gz\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n");
+    for (n, v) in after {
+        body.extend_from_slice(part(n, v).as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut conn = std::net::TcpStream::connect(host)?;
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    conn.write_all(&body)?;
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply)?;
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply[9..12].parse().unwrap();
+    let text = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    Ok((status, text.unwrap_or_default()))
+}
+
+/// A request refused while the client is still sending a large file gets
+/// its status and message, not a reset connection, even from a client that
+/// writes its whole request before reading: refused before the file was
+/// read (no keys), while it is read live (not gzip), and after it (a field
+/// sent twice). (The server drains what a refused request left unread,
+/// `servicekit::drain`; a field after the file is only seen once the file
+/// has been read.)
+#[test]
+fn refusals_reach_a_client_still_sending_a_large_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyroot = tmp.path().join("keys");
+    kmod_keystore(&keyroot, "good", KeyKind::Rsa(2048), "good");
+    let server = start_svc_kmod(&format!("file://{}", keyroot.display()), None);
+    let url = format!("{}/sign/modules", server.url);
+    let d = tmp.path();
+    // 48 MiB, far more than the sockets buffer between curl and the server.
+    let big = servicekit::testing::filler(48 << 20, 7);
+    std::fs::write(d.join("big.bin"), &big).unwrap();
+    let cases: &[(&[&str], u16, &str)] = &[
+        (
+            &[
+                "machine=no-such-board",
+                "hashalg=sha512",
+                "artifact=@big.bin",
+            ],
+            404,
+            "no-such-board",
+        ),
+        (
+            &["machine=good", "hashalg=sha512", "artifact=@big.bin"],
+            400,
+            "gzip",
+        ),
+        (
+            &[
+                "machine=good",
+                "hashalg=sha512",
+                "artifact=@big.bin",
+                "hashalg=sha256",
+            ],
+            400,
+            "repeated",
+        ),
+    ];
+    for (fields, status, needle) in cases {
+        // curl_post fails the test if curl itself fails (a reset is exit 55
+        // or 56).
+        let reply = curl_post(&url, fields, d);
+        let text = reply.text();
+        assert_eq!(reply.status, *status, "{fields:?}: {text}");
+        assert!(text.contains(needle), "{fields:?}: {text:?}");
+        assert!(server.leftovers().is_empty(), "{:?}", server.leftovers());
+    }
+    let h = [("machine", "good"), ("hashalg", "sha512")];
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let whole_form_cases: &[(Fields, Fields, u16, &str)] = &[
+        (
+            &[("machine", "no-such-board"), ("hashalg", "sha512")],
+            &[],
+            404,
+            "no-such-board",
+        ),
+        (&h, &[], 400, "gzip"),
+        (&h, &[("machine", "good")], 400, "repeated"),
+    ];
+    for (texts, after, status, needle) in whole_form_cases {
+        let (got, text) = post_whole_form_then_read(&url, texts, &big, after)
+            .unwrap_or_else(|e| panic!("{texts:?}: the client saw {e}, not the reply"));
+        assert_eq!(got, *status, "{texts:?}: {text}");
+        assert!(text.contains(needle), "{texts:?}: {text:?}");
+    }
+    assert!(server.leftovers().is_empty(), "{:?}", server.leftovers());
 }
 
 #[test]
@@ -389,7 +514,29 @@ fn bad_requests_get_clear_4xx_and_leave_nothing_behind() {
     ];
     let key_text = std::fs::read_to_string(&bad.key_pem).unwrap();
     let key_body: String = key_text.lines().nth(1).unwrap().to_string();
-    for (fields, status, needle) in cases {
+    // Each case as written (most without `hashalg`, so the file is spooled)
+    // and, where it names a machine, with `hashalg` before the file too (so
+    // it is signed as it arrives): both give the same answer.
+    let live = |fields: &[&'static str]| -> Option<Vec<&'static str>> {
+        let file = fields.iter().position(|f| f.starts_with("artifact="))?;
+        let named = fields[..file].iter().any(|f| f.starts_with("machine="));
+        let has_hash = fields.iter().any(|f| f.starts_with("hashalg="));
+        (named && !has_hash).then(|| {
+            let mut v = fields.to_vec();
+            v.insert(file, "hashalg=sha512");
+            v
+        })
+    };
+    let variants: Vec<(Vec<&str>, u16, &str)> = cases
+        .iter()
+        .flat_map(|(fields, status, needle)| {
+            std::iter::once(fields.to_vec())
+                .chain(live(fields))
+                .map(move |f| (f, *status, *needle))
+        })
+        .collect();
+    assert!(variants.len() > cases.len() + 10);
+    for (fields, status, needle) in &variants {
         let reply = curl_post(&url, fields, d);
         let text = reply.text();
         assert_eq!(reply.status, *status, "{fields:?}: {text}");

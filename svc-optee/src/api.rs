@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use keystore::{KeyFileName, KeyStore, SignType};
+use poem_openapi::error::ParseMultipartError;
 use poem_openapi::{Multipart, OpenApi, Tags};
 use servicekit::archive::{extract_tar_gz, pack_tar_gz};
 use servicekit::form_fields::SelectorField;
+use servicekit::streamed_form::{Artifact, Streamed, StreamedForm, TextFields};
 use servicekit::tarball_reply::{sign_to_tarball, SignedTarball, REPLY_GZIP_LEVEL};
 use servicekit::upload::SpooledUpload;
 use servicekit::{ArchiveLimits, ServiceError};
@@ -15,8 +17,11 @@ use crate::ta_image::{TaAlgorithm, TaSigner};
 
 pub use crate::ta_image::KEY_FILE;
 
-/// Form fields of a TA signing request.
+/// Form fields of a TA signing request: the OpenAPI document's description
+/// of the form. Requests are read by [`OpteeFields`], which signs the
+/// artifact as it arrives when the text fields come first.
 #[derive(Debug, Multipart)]
+#[allow(dead_code)] // documents the form; never built
 pub struct SignOpteeForm {
     /// Machine name; the key is `<keyfile-uri>/<machine>/opteesign/optee-signing-key.pem` (RSA).
     machine: SelectorField,
@@ -32,6 +37,26 @@ pub struct SignOpteeForm {
 
 fn default_algo() -> TaAlgorithm {
     TaAlgorithm::Pss
+}
+
+/// The text fields of a TA signing request.
+#[derive(Debug)]
+pub struct OpteeFields {
+    machine: SelectorField,
+    algo: TaAlgorithm,
+}
+
+impl StreamedForm for OpteeFields {
+    type Documented = SignOpteeForm;
+    const TEXT_FIELDS: &'static [&'static str] = &["machine", "algo"];
+    const FILE_FIELD: &'static str = "artifact";
+
+    fn parse(fields: &TextFields) -> Result<Self, ParseMultipartError> {
+        Ok(Self {
+            machine: fields.required("machine")?,
+            algo: fields.optional("algo", default_algo)?,
+        })
+    }
 }
 
 #[derive(Tags)]
@@ -74,27 +99,24 @@ impl OpteeApi {
     /// version that is not a 32-bit integer is refused with 422 naming the
     /// file; nothing is signed then.
     #[oai(path = "/sign/optee", method = "post", tag = "ApiTags::Optee")]
-    async fn sign_optee(&self, form: SignOpteeForm) -> Result<SignedTarball, ServiceError> {
-        self.sign(form).await
+    async fn sign_optee(&self, form: Streamed<OpteeFields>) -> Result<SignedTarball, ServiceError> {
+        self.sign(form.fields, form.artifact).await
     }
 }
 
 impl OpteeApi {
-    async fn sign(&self, form: SignOpteeForm) -> Result<SignedTarball, ServiceError> {
+    async fn sign(
+        &self,
+        form: OpteeFields,
+        artifact: Artifact,
+    ) -> Result<SignedTarball, ServiceError> {
         let started = std::time::Instant::now();
         let machine = form.machine.0;
-        let key = self
-            .keystore
-            .fetch(&machine, SignType::Optee, &KeyFileName::parse(KEY_FILE)?)
-            .await?;
-        let signer = TaSigner::new(key.bytes(), form.algo).map_err(|e| e.of(&machine))?;
-        drop(key);
+        let signer = self.signer(&machine, form.algo).await?;
 
         let limits = self.limits;
-        let (signed, reply) = sign_to_tarball(
-            &self.workdir_base,
-            form.artifact,
-            move |input, out, workdir| {
+        let (signed, reply) =
+            sign_to_tarball(&self.workdir_base, artifact, move |input, out, workdir| {
                 let tree = workdir.join("tree");
                 std::fs::create_dir(&tree).map_err(|e| {
                     ServiceError::internal_from("cannot create the tree directory", e)
@@ -105,9 +127,8 @@ impl OpteeApi {
                     ServiceError::internal_from("writing the signed tarball failed", e)
                 })?;
                 Ok((signed, out))
-            },
-        )
-        .await?;
+            })
+            .await?;
         tracing::info!(
             machine = %machine,
             algo = form.algo.name(),
@@ -116,5 +137,17 @@ impl OpteeApi {
             "signed trusted applications"
         );
         Ok(reply)
+    }
+
+    async fn signer(
+        &self,
+        machine: &keystore::Selector,
+        algo: TaAlgorithm,
+    ) -> Result<TaSigner, ServiceError> {
+        let key = self
+            .keystore
+            .fetch(machine, SignType::Optee, &KeyFileName::parse(KEY_FILE)?)
+            .await?;
+        Ok(TaSigner::new(key.bytes(), algo).map_err(|e| e.of(machine))?)
     }
 }
