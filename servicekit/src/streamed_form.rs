@@ -10,9 +10,11 @@
 //! The clients send their text fields first (the bbclasses' curl calls are
 //! `-F machine=.. -F hashalg=.. -F artifact=@..`). A form in any other order
 //! is still accepted as before: its file is spooled ([`Artifact::Spooled`])
-//! and the rest of the form read first. Every text field a form has, the
-//! optional ones too, must come before the file for it to be read live, since
-//! a later one could change how the file is signed.
+//! and the rest of the form read first. Which fields must come before the
+//! file for it to be read live is each form's choice
+//! ([`StreamedForm::BEFORE_FILE`]); a text field that could have changed how
+//! the file was signed and comes after a live file is refused (400), never
+//! ignored.
 //!
 //! The operation's OpenAPI schema is the derived form's
 //! ([`StreamedForm::Documented`]), so the API reference and Swagger UI do not
@@ -44,6 +46,9 @@ pub trait StreamedForm: Sized + Send {
     /// The text fields, by name. Unknown fields are ignored, as the derived
     /// forms ignore them.
     const TEXT_FIELDS: &'static [&'static str];
+    /// The text fields that must all have arrived for the file to be read
+    /// as it arrives; the others, if sent, must come before the file then.
+    const BEFORE_FILE: &'static [&'static str];
     /// The file field's name.
     const FILE_FIELD: &'static str;
     /// The fields, checked.
@@ -202,11 +207,12 @@ async fn read_form<F: StreamedForm>(
             if spooled.is_some() {
                 return Err(repeated(&name));
             }
-            if F::TEXT_FIELDS.iter().all(|n| texts.has(n)) {
+            if F::BEFORE_FILE.iter().all(|n| texts.has(n)) {
                 let live = LiveFile {
                     field,
                     rest: form,
                     names: F::TEXT_FIELDS,
+                    seen: texts.0.keys().copied().collect(),
                     file_field: F::FILE_FIELD,
                 };
                 // A refusal here leaves the body to the server's drain
@@ -285,6 +291,8 @@ pub struct LiveFile {
     field: multer::Field<'static>,
     rest: multer::Multipart<'static>,
     names: &'static [&'static str],
+    /// The text fields that came before the file.
+    seen: Vec<&'static str>,
     file_field: &'static str,
 }
 
@@ -339,6 +347,7 @@ impl LiveFile {
             mut field,
             mut rest,
             names,
+            seen,
             file_field,
         } = self;
         let mut reader_gone = false;
@@ -362,8 +371,16 @@ impl LiveFile {
         drop(field);
         while let Some(field) = rest.next_field().await.map_err(not_multipart)? {
             match field.name() {
-                Some(name) if name == file_field || names.contains(&name) => {
+                Some(name) if name == file_field || seen.contains(&name) => {
                     return Err(repeated(name));
+                }
+                Some(name) if names.contains(&name) => {
+                    return Err(ParseMultipartError {
+                        reason: format!(
+                            "field `{name}` came after `{file_field}`, which was signed as it arrived \
+                             without it; send `{name}` before `{file_field}`"
+                        ),
+                    });
                 }
                 _ => {}
             }
@@ -462,6 +479,7 @@ mod tests {
     impl StreamedForm for Fields {
         type Documented = Documented;
         const TEXT_FIELDS: &'static [&'static str] = &["machine", "note"];
+        const BEFORE_FILE: &'static [&'static str] = &["machine", "note"];
         const FILE_FIELD: &'static str = "artifact";
         fn parse(fields: &TextFields) -> Result<Self, ParseMultipartError> {
             Ok(Self {

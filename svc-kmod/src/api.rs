@@ -43,6 +43,9 @@ pub struct ModuleFields {
 impl StreamedForm for ModuleFields {
     type Documented = SignModulesForm;
     const TEXT_FIELDS: &'static [&'static str] = &["machine", "hashalg"];
+    // Both, as the bbclass sends them: a `hashalg` after the file is
+    // accepted as upstream accepts it (the file is spooled then).
+    const BEFORE_FILE: &'static [&'static str] = &["machine", "hashalg"];
     const FILE_FIELD: &'static str = "artifact";
 
     fn parse(fields: &TextFields) -> Result<Self, ParseMultipartError> {

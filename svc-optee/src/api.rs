@@ -25,14 +25,15 @@ pub use crate::ta_image::KEY_FILE;
 pub struct SignOpteeForm {
     /// Machine name; the key is `<keyfile-uri>/<machine>/opteesign/optee-signing-key.pem` (RSA).
     machine: SelectorField,
+    /// Signature algorithm written in each TA header; default PSS, as
+    /// upstream. (Not an upstream field: OP-TEE verifies both.) If sent, it
+    /// must come before `artifact`, which is signed as it arrives.
+    #[oai(default = "default_algo")]
+    algo: TaAlgorithm,
     /// gzip-compressed tarball of a tree of `<uuid>.stripped.elf` files, each
     /// with an optional `<uuid>.ta-version` (first line an integer, `0x` hex
     /// allowed; none means version 0).
     artifact: SpooledUpload,
-    /// Signature algorithm written in each TA header; default PSS, as
-    /// upstream. (Not an upstream field: OP-TEE verifies both.)
-    #[oai(default = "default_algo")]
-    algo: TaAlgorithm,
 }
 
 fn default_algo() -> TaAlgorithm {
@@ -49,6 +50,10 @@ pub struct OpteeFields {
 impl StreamedForm for OpteeFields {
     type Documented = SignOpteeForm;
     const TEXT_FIELDS: &'static [&'static str] = &["machine", "algo"];
+    // Upstream's client sends `machine` and `artifact` only (`algo` is
+    // ours): its trees are read as they arrive; an `algo` after the file is
+    // refused (the OpenAPI form, and so Swagger UI, puts it before).
+    const BEFORE_FILE: &'static [&'static str] = &["machine"];
     const FILE_FIELD: &'static str = "artifact";
 
     fn parse(fields: &TextFields) -> Result<Self, ParseMultipartError> {

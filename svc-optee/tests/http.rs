@@ -141,8 +141,8 @@ fn every_key_size_and_both_algorithms_verify_and_pkcs1_matches_openssl() {
                 &format!("{}/sign/optee", s.server.url),
                 &[
                     "machine=qemu-optee",
-                    "artifact=@in.tar.gz",
                     &format!("algo={}", algo.field()),
+                    "artifact=@in.tar.gz",
                 ],
                 &build,
             );
@@ -303,9 +303,20 @@ fn bad_requests_get_4xx_saying_what_to_fix() {
             "not gzip-compressed",
         ),
         (
-            &["machine=qemu-optee", "artifact=@in.tar.gz", "algo=ECDSA"],
+            &["machine=qemu-optee", "algo=ECDSA", "artifact=@in.tar.gz"],
             400,
             "algo",
+        ),
+        // The tree was signed as it arrived, with the default: an `algo`
+        // after it cannot apply, and is refused rather than ignored.
+        (
+            &[
+                "machine=qemu-optee",
+                "artifact=@in.tar.gz",
+                "algo=TEE_ALG_RSASSA_PKCS1_V1_5_SHA256",
+            ],
+            400,
+            "send `algo` before `artifact`",
         ),
         (
             &["machine=qemu-optee", "artifact=@badcrc.tar.gz"],
