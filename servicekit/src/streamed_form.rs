@@ -297,8 +297,9 @@ pub struct LiveFile {
 }
 
 /// Chunks in flight between the connection and the blocking reader: each
-/// is at most about [`PACE_BYTES`], so a few MiB at most.
-const LIVE_CHUNKS: usize = 4;
+/// is at most about [`PACE_BYTES`]. Two kept the signer fed as well as 16
+/// did on loopback (the signer reads through its own 256 KiB buffer).
+const LIVE_CHUNKS: usize = 2;
 
 impl Artifact {
     /// A blocking reader of the upload, and, for a live one, the feed that
