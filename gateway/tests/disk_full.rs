@@ -55,25 +55,31 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
     let work = seen.join(mnt.strip_prefix("/").unwrap()).join("work");
     let spool = seen.join(mnt.strip_prefix("/").unwrap()).join("tmp");
 
-    // 24 MiB that does not compress: no room to spool the upload.
+    // 24 MiB that does not compress, sent before `machine`: it must be
+    // spooled, and there is no room for it.
     let d = tmp.path();
     servicekit::testing::run(
         Command::new("sh")
             .current_dir(d)
             .args(["-c", "head -c 25165824 /dev/urandom > noise.bin"]),
     );
+    let noise = format!("artifact=@{}", d.join("noise.bin").display());
     let (status, _, body) = curl(
         &format!("{url}/sign/optee"),
-        &[
-            "-F",
-            "machine=demo",
-            "-F",
-            &format!("artifact=@{}", d.join("noise.bin").display()),
-        ],
+        &["-F", &noise, "-F", "machine=demo"],
     );
     let text = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(status, 507, "{text}");
     assert!(text.contains("disk is full"), "{text}");
+    // After `machine`, as clients send it, it is read as it arrives and never
+    // spooled: what is wrong with it is then what the client hears.
+    let (status, _, body) = curl(
+        &format!("{url}/sign/optee"),
+        &["-F", "machine=demo", "-F", &noise],
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not gzip"), "{text}");
 
     // A small upload whose tree does not fit once extracted (40 MiB of zeros).
     let tree = d.join("tree/ta");
