@@ -18,7 +18,11 @@ const CHANNEL_DEPTH: usize = 8;
 
 /// The longest the rest of an unread body is drained before the connection
 /// is given up anyway, so an early-refused endless upload cannot hold a task.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+/// As long as the default domain timeout: uploads are read as they arrive
+/// now, so a refusal (no keys for the machine) can come before most of a
+/// large upload, which a client on a slow link may still be sending (750 MB
+/// at 10 Mbit/s). A client that goes silent is given up after `idle`.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
 /// Wraps `ep` so an unread request body is drained in the background, and a
 /// body whose client sends nothing for `idle` ends in an error. Only silence
@@ -52,7 +56,9 @@ pub fn drain_unread_body<E: Endpoint + 'static>(
                     }
                 }
             }
-            let drain = async { while let Some(Ok(_)) = incoming.next().await {} };
+            let drain = async {
+                while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, incoming.next()).await {}
+            };
             let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
         };
         // Started when the handler first reads the body: a request refused

@@ -313,6 +313,7 @@ impl Artifact {
                     rx,
                     current: Bytes::new(),
                     ended: false,
+                    failed: None,
                 };
                 (
                     ArtifactSource::Live(reader),
@@ -399,16 +400,22 @@ enum Piece {
 /// A blocking reader of a live upload, fed by its [`LiveFeed`]. The upload
 /// must end with its closing boundary: a feed that stops without it (the
 /// client went away, or the request was cancelled) is an error, never a
-/// short file.
+/// short file, and stays one: every read after it fails again, so nothing
+/// (a retrying reader, a drain that hashes what is left) mistakes the end
+/// of what arrived for the end of the file.
 pub struct LiveReader {
     rx: mpsc::Receiver<Piece>,
     current: Bytes,
     ended: bool,
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl io::Read for LiveReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
+            if let Some((kind, why)) = &self.failed {
+                return Err(io::Error::new(*kind, why.clone()));
+            }
             if self.ended {
                 return Ok(0);
             }
@@ -416,16 +423,15 @@ impl io::Read for LiveReader {
                 Some(Piece::Data(chunk)) => self.current = chunk,
                 Some(Piece::End) => self.ended = true,
                 Some(Piece::Failed(why)) => {
-                    self.ended = true;
-                    return Err(io::Error::other(format!(
-                        "receiving the upload failed: {why}"
-                    )));
+                    self.failed = Some((
+                        io::ErrorKind::Other,
+                        format!("receiving the upload failed: {why}"),
+                    ));
                 }
                 None => {
-                    self.ended = true;
-                    return Err(io::Error::new(
+                    self.failed = Some((
                         io::ErrorKind::UnexpectedEof,
-                        "the upload stopped before its end",
+                        "the upload stopped before its end".into(),
                     ));
                 }
             }
@@ -641,8 +647,18 @@ mod tests {
         ))
         .await
         .unwrap();
-        let (bytes, fed) = read_file(live.artifact).await;
-        assert!(bytes.is_err());
+        let (mut source, feed) = live.artifact.into_reader();
+        let reading = tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            let first = source.read_to_end(&mut all).is_err();
+            // And again: still an error, not an end of file.
+            let again = source.read(&mut [0u8; 16]).is_err();
+            (first, again, all.len())
+        });
+        let fed = feed.unwrap().run().await;
+        let (first, again, got) = reading.await.unwrap();
+        assert!(first && again, "a short upload read as complete");
+        assert!(got <= 10_000);
         assert!(fed.is_err());
     }
 

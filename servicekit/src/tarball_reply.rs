@@ -78,14 +78,16 @@ where
 {
     let work = WorkDir::for_request(workdir_base)?;
     let (source, feed) = artifact.into_reader();
+    let live = feed.is_some();
     let span = tracing::Span::current();
     let task_work = Arc::clone(&work);
     let audit = crate::audit::current_trail();
+    let audited = audit.is_some();
     let signing = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
         let mut input = ArtifactInput {
             source,
-            hasher: audit.as_ref().map(|_| openssl::sha::Sha256::new()),
+            hasher: audited.then(openssl::sha::Sha256::new),
         };
         let outcome = (|| {
             let out = File::create(task_work.path().join(REPLY_NAME))
@@ -101,25 +103,38 @@ where
             Ok::<_, ServiceError>(outcome)
         })();
         let rest = io::copy(&mut input, &mut io::sink());
-        if let (Some(trail), Some(hasher), Ok(_)) = (audit, input.hasher.take(), &rest) {
-            trail.add_sha256("artifact", hasher.finish());
-        }
-        match (outcome, rest) {
+        // Only a whole upload has a hash worth recording.
+        let digest = match &rest {
+            Ok(_) => input.hasher.take().map(openssl::sha::Sha256::finish),
+            Err(_) => None,
+        };
+        let outcome = match (outcome, rest) {
             (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(ServiceError::BadRequest(format!(
+            // A live upload that broke off is the client's (the form error
+            // goes first, below); a spool that cannot be read is ours.
+            (Ok(_), Err(e)) if live => Err(ServiceError::BadRequest(format!(
                 "the artifact could not be read to its end: {e}"
             ))),
+            (Ok(_), Err(e)) => Err(ServiceError::internal_from(
+                "reading the spooled upload failed",
+                e,
+            )),
             (Ok(outcome), Ok(_)) => Ok(outcome),
-        }
+        };
+        (outcome, digest)
     });
     let (signed, fed) = match feed {
         Some(feed) => tokio::join!(signing, feed.run()),
         None => (signing.await, Ok(())),
     };
+    let (outcome, digest) =
+        signed.map_err(|e| ServiceError::internal_from("the signing task failed", e))?;
+    if let (Some(trail), Some(digest), true) = (audit, digest, fed.is_ok()) {
+        trail.add_sha256("artifact", digest);
+    }
     // A broken form explains a failed signer: it goes first.
     fed?;
-    let outcome =
-        signed.map_err(|e| ServiceError::internal_from("the signing task failed", e))??;
+    let outcome = outcome?;
     let body = crate::workdir::stream_file(work, REPLY_NAME)
         .await
         .map_err(|e| ServiceError::internal_from("cannot read the reply file", e))?;
