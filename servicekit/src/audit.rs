@@ -113,7 +113,7 @@ pub struct ArtifactTrail(Mutex<Vec<(String, String)>>);
 impl ArtifactTrail {
     /// Records `bytes` as field `field`.
     pub fn add_bytes(&self, field: &str, bytes: &[u8]) {
-        self.add(field, openssl::sha::sha256(bytes));
+        self.add_sha256(field, openssl::sha::sha256(bytes));
     }
 
     /// Records the content of `file` (read from its start, and left at its
@@ -130,16 +130,12 @@ impl ArtifactTrail {
             hasher.update(&buf[..n]);
         }
         file.rewind()?;
-        self.add(field, hasher.finish());
+        self.add_sha256(field, hasher.finish());
         Ok(())
     }
 
-    /// Records an upload hashed as it was read.
+    /// Records an upload by its SHA-256 (one hashed as it was read).
     pub fn add_sha256(&self, field: &str, digest: [u8; 32]) {
-        self.add(field, digest);
-    }
-
-    fn add(&self, field: &str, digest: [u8; 32]) {
         let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.0
             .lock()

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::io;
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use poem::http::header::CONTENT_TYPE;
 use poem::{Request, RequestBody};
 use poem_openapi::error::{ContentTypeError, ParseMultipartError};
@@ -224,11 +225,14 @@ async fn read_form<F: StreamedForm>(
                 });
             }
             spooled = Some(
-                SpooledUpload::receive(field.file_name().map(str::to_string), field)
-                    .await
-                    // The io::Error's text keeps "(os error 28)" for a full
-                    // spool, which friendly_errors turns into a 507.
-                    .map_err(|e| field_error(&name, e))?,
+                SpooledUpload::receive(
+                    field.file_name().map(str::to_string),
+                    tokio_util::io::StreamReader::new(field.map_err(io::Error::other)),
+                )
+                .await
+                // The io::Error's text keeps "(os error 28)" for a full
+                // spool, which friendly_errors turns into a 507.
+                .map_err(|e| field_error(&name, e))?,
             );
             continue;
         }
@@ -337,14 +341,16 @@ impl LiveFeed {
     /// is gone (its signer failed or finished early), the rest of the file
     /// is read and dropped, so the client always gets the reply.
     pub async fn run(self) -> Result<(), crate::ServiceError> {
-        self.live.feed(self.tx).await.map_err(|e| {
-            crate::ServiceError::BadRequest(e.reason.replace("failed to parse field", "field"))
-        })
+        self.live.feed(self.tx).await
     }
 }
 
 impl LiveFile {
-    async fn feed(self, tx: mpsc::Sender<Piece>) -> Result<(), ParseMultipartError> {
+    /// Its errors are the handler's (a `ServiceError`, worded as
+    /// `crate::friendly_errors` words the derived forms' errors).
+    async fn feed(self, tx: mpsc::Sender<Piece>) -> Result<(), crate::ServiceError> {
+        use crate::ServiceError::BadRequest;
+        let broken = |e: multer::Error| BadRequest(not_multipart(e).reason);
         let LiveFile {
             mut field,
             mut rest,
@@ -366,23 +372,21 @@ impl LiveFile {
                 }
                 Err(e) => {
                     let _ = tx.send(Piece::Failed(e.to_string())).await;
-                    return Err(not_multipart(e));
+                    return Err(broken(e));
                 }
             }
         }
         drop(field);
-        while let Some(field) = rest.next_field().await.map_err(not_multipart)? {
+        while let Some(field) = rest.next_field().await.map_err(broken)? {
             match field.name() {
                 Some(name) if name == file_field || seen.contains(&name) => {
-                    return Err(repeated(name));
+                    return Err(BadRequest(format!("field `{name}`: repeated field")));
                 }
                 Some(name) if names.contains(&name) => {
-                    return Err(ParseMultipartError {
-                        reason: format!(
-                            "field `{name}` came after `{file_field}`, which was signed as it arrived \
-                             without it; send `{name}` before `{file_field}`"
-                        ),
-                    });
+                    return Err(BadRequest(format!(
+                        "field `{name}` came after `{file_field}`, which was signed as it arrived \
+                         without it; send `{name}` before `{file_field}`"
+                    )));
                 }
                 _ => {}
             }

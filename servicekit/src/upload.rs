@@ -106,15 +106,10 @@ impl SpooledUpload {
 
     /// Receives a file field's bytes: in memory while they fit, then
     /// spooled.
-    pub(crate) async fn receive<S, E>(file_name: Option<String>, chunks: S) -> io::Result<Self>
-    where
-        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        let chunks = futures_util::StreamExt::map(chunks, |chunk| {
-            chunk.map_err(|e| io::Error::other(e.to_string()))
-        });
-        let mut reader = tokio_util::io::StreamReader::new(chunks);
+    pub(crate) async fn receive(
+        file_name: Option<String>,
+        mut reader: impl tokio::io::AsyncRead + Unpin,
+    ) -> io::Result<Self> {
         let mut buf: Vec<u8> = Vec::new();
         let mut file: Option<File> = None;
         let mut size = 0u64;
@@ -193,11 +188,7 @@ impl ParseFromMultipartField for SpooledUpload {
             // which friendly_errors turns into a 507.
             Some(field) => {
                 let file_name = field.file_name().map(ToString::to_string);
-                let chunks = tokio_util::io::ReaderStream::with_capacity(
-                    field.into_async_read(),
-                    256 * 1024,
-                );
-                Self::receive(file_name, chunks)
+                Self::receive(file_name, field.into_async_read())
                     .await
                     .map_err(ParseError::custom)
             }

@@ -437,8 +437,8 @@ mod tests {
 
     #[test]
     fn one_member_mixes_stored_and_deflated_blocks_and_gzip_reads_it() {
-        // Random and repetitive blocks in turn, and a short repetitive tail
-        // (blocks and sample places not aligned to anything).
+        // Random and repetitive blocks in turn, then a short repetitive
+        // tail (a block smaller than a sample).
         let mut data = Vec::new();
         for i in 0..8u64 {
             match i % 2 {
