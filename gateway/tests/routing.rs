@@ -369,17 +369,7 @@ fn swupdate_is_signed_in_both_modes_byte_identical_to_openssl() {
     let root = tmp.path().join("keys");
     let dir = root.join("poky/swupdate");
     std::fs::create_dir_all(&dir).unwrap();
-    run(std::process::Command::new("openssl")
-        .current_dir(&dir)
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "rsa-private.key",
-        ]));
+    new_rsa_key(&dir.join("rsa-private.key"));
     let uri = format!("file://{}", root.display());
     let service_uri = uri.clone();
     let service = servicekit::testing::TestServer::start(move |listener, shutdown| async move {
