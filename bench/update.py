@@ -35,7 +35,10 @@ ROOT = kmod.ROOT
 
 
 def output(*args):
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
 
 
 def openssl_per_request(key, doc, seconds, concurrency, out_dir):

@@ -3,7 +3,8 @@
 //! artifacts signed in place with `mender-artifact`).
 //!
 //! - [`api`]: the HTTP API, wire-compatible with upstream digsigserver.
-//! - [`swupdate`]: native signatures, as upstream's `openssl` calls make them.
+//! - [`swupdate`]: native signatures, as upstream's `openssl` calls make them;
+//!   RSA ones through [`blinded_rsa`] (blinding that outlives the key object).
 //! - [`mender`]: signing an artifact where it lives; built on
 //!   [`artifact_uri`] (which locations are allowed), [`mender_tool`] (the
 //!   vendor tool and its key format) and [`in_place`] (atomic replacement,
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod artifact_uri;
+pub mod blinded_rsa;
 pub mod demo;
 pub mod in_place;
 pub mod mender;

@@ -12,9 +12,10 @@
 use keystore::SignType;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::{Padding, Rsa};
 use openssl::x509::X509;
 use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
+
+use crate::blinded_rsa::BlindedRsa;
 
 fn unusable(file: &str, problem: KeyProblem) -> UnusableKey {
     UnusableKey::new(SignType::Swupdate, file, problem)
@@ -33,13 +34,14 @@ fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, UnusableKey> {
 /// The RSA method's parsed key (kept between requests only when the
 /// parsed-key cache is on).
 ///
-/// It signs through the RSA key itself (`RSA_private_encrypt` of the
-/// DigestInfo with PKCS#1 v1.5 padding, blinded as any OpenSSL RSA private
-/// operation is) rather than through an EVP context: with a key parsed for
-/// each request, the EVP path also copied the key into OpenSSL's provider
-/// and fetched the algorithm every time. The signature is the same bytes
-/// (PKCS#1 v1.5 is deterministic; tested against `openssl dgst -sign`).
-pub struct RsaSigner(Rsa<Private>);
+/// It signs through the RSA key itself (the DigestInfo, PKCS#1 v1.5
+/// padded, through `RSA_private_encrypt`) rather than through an EVP
+/// context: with a key parsed for each request, the EVP path also copied
+/// the key into OpenSSL's provider and fetched the algorithm every time.
+/// Blinding pairs outlive the key object ([`BlindedRsa`]), so a fresh key
+/// does not pay for a new one. The signature is the same bytes (PKCS#1 v1.5
+/// is deterministic; tested against `openssl dgst -sign`).
+pub struct RsaSigner(BlindedRsa);
 
 /// DER of the DigestInfo for SHA-256 up to the digest (RFC 8017, 9.2 note 1).
 const SHA256_DIGEST_INFO: [u8; 19] = [
@@ -53,7 +55,7 @@ impl RsaSigner {
         const FILE: &str = "rsa-private.key";
         let key = private_key(key, FILE)?;
         match key.rsa() {
-            Ok(rsa) if key.id() == openssl::pkey::Id::RSA => Ok(Self(rsa)),
+            Ok(rsa) if key.id() == openssl::pkey::Id::RSA => Ok(Self(BlindedRsa::new(rsa))),
             _ => Err(unusable(
                 FILE,
                 KeyProblem::WrongType {
@@ -69,12 +71,7 @@ impl RsaSigner {
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
         let mut digest_info = SHA256_DIGEST_INFO.to_vec();
         digest_info.extend_from_slice(&openssl::sha::sha256(data));
-        let mut signature = vec![0u8; self.0.size() as usize];
-        let len = self
-            .0
-            .private_encrypt(&digest_info, &mut signature, Padding::PKCS1)?;
-        signature.truncate(len);
-        Ok(signature)
+        self.0.sign_digest_info(&digest_info)
     }
 }
 
