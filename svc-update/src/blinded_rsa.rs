@@ -15,6 +15,19 @@
 //! blinded value with OpenSSL's own blinding off; its constant-time CRT
 //! exponentiation and its check of the CRT result are unchanged, and the
 //! signature is the same bytes as OpenSSL's (PKCS#1 v1.5 is deterministic).
+//!
+//! What differs from OpenSSL's blinding, and why it is acceptable:
+//! - a pair now links up to 32 signatures across requests (r, r², r⁴, ...),
+//!   as one long-lived OpenSSL key object does; pairs say nothing about the
+//!   private key, only about the blinding;
+//! - `r^e` is computed with a constant-time exponentiation, but the inverse
+//!   is taken of `r·b` for a second random `b` (BoringSSL's
+//!   `BN_mod_inverse_blinded`), and blinding, unblinding and squaring use
+//!   `BN_mod_mul`/`BN_mod_sqr`, not OpenSSL's fixed-top Montgomery forms:
+//!   their timing shows limb counts, not values;
+//! - every signature is checked against the public key before it is
+//!   returned (OpenSSL's own check covers only the blinded exponentiation),
+//!   so a damaged pair cannot hand out wrong signatures: it is dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,6 +50,32 @@ extern "C" {
     ) -> std::ffi::c_int;
 }
 
+/// Signatures per pair before a new one is drawn (OpenSSL's
+/// `BN_BLINDING_COUNTER`).
+pub const USES_PER_PAIR: u32 = 32;
+/// Public keys whose pairs are kept; one more key clears the table (it is a
+/// cost, not a correctness, question: a key without pairs draws a new one).
+const MAX_KEYS: usize = 64;
+/// Pairs kept per key: as many as requests signing with it at once.
+const MAX_PAIRS_PER_KEY: usize = 8;
+
+/// Why a signature could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The key's modulus is too short for the DigestInfo and its padding.
+    #[error("a {bits}-bit RSA key is too small for a PKCS#1 v1.5 signature over this digest")]
+    KeyTooSmall {
+        /// The key's size.
+        bits: u32,
+    },
+    /// The signature made did not verify with the key's own public half.
+    #[error("the signature did not verify with the key's public half")]
+    Unverified,
+    /// OpenSSL failed (out of memory, or its random generator).
+    #[error(transparent)]
+    OpenSsl(#[from] ErrorStack),
+}
+
 /// A number in `[0, n)` from OpenSSL's private random generator.
 fn private_random_below(n: &BigNumRef) -> Result<BigNum, ErrorStack> {
     let r = BigNum::new()?;
@@ -48,15 +87,6 @@ fn private_random_below(n: &BigNumRef) -> Result<BigNum, ErrorStack> {
     }
 }
 
-/// Signatures per pair before a new one is drawn (OpenSSL's
-/// `BN_BLINDING_COUNTER`).
-pub const USES_PER_PAIR: u32 = 32;
-/// Public keys whose pairs are kept; one more key clears the table (it is a
-/// cost, not a correctness, question: a key without pairs draws a new one).
-const MAX_KEYS: usize = 64;
-/// Pairs kept per key: as many as requests signing with it at once.
-const MAX_PAIRS_PER_KEY: usize = 8;
-
 /// `r^e mod n` and `r^-1 mod n`.
 struct BlindingPair {
     a: BigNum,
@@ -66,12 +96,15 @@ struct BlindingPair {
 
 impl BlindingPair {
     fn draw(n: &BigNumRef, e: &BigNumRef, ctx: &mut BigNumContext) -> Result<Self, ErrorStack> {
+        // A copy of n that makes BN_mod_exp take its constant-time path for
+        // the secret r.
+        let mut n_const_time = n.to_owned()?;
+        n_const_time.set_const_time();
         let mut tries = 0;
         loop {
             let r = private_random_below(n)?;
             // The inverse is taken of r·b, not of r, so that its timing
-            // (BN_mod_inverse is not constant-time) says nothing about r
-            // (BoringSSL's BN_mod_inverse_blinded does the same).
+            // (BN_mod_inverse is not constant-time) says nothing about r.
             let b = private_random_below(n)?;
             let mut rb = BigNum::new()?;
             rb.mod_mul(&r, &b, n, ctx)?;
@@ -81,7 +114,7 @@ impl BlindingPair {
                     let mut a_inv = BigNum::new()?;
                     a_inv.mod_mul(&rb_inv, &b, n, ctx)?;
                     let mut a = BigNum::new()?;
-                    a.mod_exp(&r, e, n, ctx)?;
+                    a.mod_exp(&r, e, &n_const_time, ctx)?;
                     return Ok(Self { a, a_inv, uses: 0 });
                 }
                 // r·b is 0 or shares a prime with n: vanishingly rare.
@@ -104,27 +137,40 @@ impl BlindingPair {
     }
 }
 
-/// Pairs waiting for their next signature, by public key (`n` and `e`).
-static PAIRS: Mutex<BTreeMap<Vec<u8>, Vec<BlindingPair>>> = Mutex::new(BTreeMap::new());
+/// Pairs waiting for their next signature, by public key. A pair is taken
+/// out while it is used, so no two signatures ever share one.
+struct PairTable(Mutex<BTreeMap<Vec<u8>, Vec<BlindingPair>>>);
 
-fn take_pair(key: &[u8]) -> Option<BlindingPair> {
-    PAIRS.lock().ok()?.get_mut(key)?.pop()
+impl PairTable {
+    const fn new() -> Self {
+        Self(Mutex::new(BTreeMap::new()))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<BlindingPair> {
+        self.0.lock().ok()?.get_mut(key)?.pop()
+    }
+
+    fn give_back(&self, key: &[u8], pair: BlindingPair) {
+        // A poisoned lock only means no more keeping: every signature then
+        // draws its own pair, as OpenSSL would.
+        let Ok(mut pairs) = self.0.lock() else { return };
+        if pairs.len() >= MAX_KEYS && !pairs.contains_key(key) {
+            pairs.clear();
+        }
+        let kept = pairs.entry(key.to_vec()).or_default();
+        if kept.len() < MAX_PAIRS_PER_KEY {
+            kept.push(pair);
+        }
+    }
 }
 
-fn give_back(key: Vec<u8>, pair: BlindingPair) {
-    let Ok(mut pairs) = PAIRS.lock() else { return };
-    if pairs.len() >= MAX_KEYS && !pairs.contains_key(&key) {
-        pairs.clear();
-    }
-    let kept = pairs.entry(key).or_default();
-    if kept.len() < MAX_PAIRS_PER_KEY {
-        kept.push(pair);
-    }
-}
+/// The process's pairs.
+static PAIRS: PairTable = PairTable::new();
 
 /// An RSA private key that makes PKCS#1 v1.5 signatures with kept blinding.
 pub struct BlindedRsa {
     rsa: Rsa<Private>,
+    /// The table's key: `len(n) ‖ n ‖ e`, so no two public keys share one.
     public: Vec<u8>,
 }
 
@@ -135,7 +181,9 @@ impl BlindedRsa {
         // SAFETY: a valid key object that this value owns; the call only
         // sets a flag and frees the object's (unused) blinding.
         unsafe { RSA_blinding_off(rsa.as_ptr()) };
-        let mut public = rsa.n().to_vec();
+        let n = rsa.n().to_vec();
+        let mut public = (n.len() as u32).to_be_bytes().to_vec();
+        public.extend_from_slice(&n);
         public.extend_from_slice(&rsa.e().to_vec());
         Self { rsa, public }
     }
@@ -143,16 +191,16 @@ impl BlindedRsa {
     /// The PKCS#1 v1.5 signature (RFC 8017, 8.2.1) of `digest_info`, a DER
     /// DigestInfo: the same bytes as `RSA_private_encrypt` with
     /// `RSA_PKCS1_PADDING`, or `openssl dgst -sign`.
-    pub fn sign_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, ErrorStack> {
+    pub fn sign_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign_with(&PAIRS, digest_info)
+    }
+
+    fn sign_with(&self, pairs: &PairTable, digest_info: &[u8]) -> Result<Vec<u8>, SignError> {
         let size = self.rsa.size() as usize;
         if digest_info.len() + 11 > size {
-            // Too small a key: OpenSSL's padding says so in its own words.
-            let mut out = vec![0u8; size];
-            let len = self
-                .rsa
-                .private_encrypt(digest_info, &mut out, Padding::PKCS1)?;
-            out.truncate(len);
-            return Ok(out);
+            return Err(SignError::KeyTooSmall {
+                bits: self.rsa.n().num_bits() as u32,
+            });
         }
         // EMSA-PKCS1-v1_5: 00 01 FF..FF 00 DigestInfo.
         let mut encoded = vec![0xffu8; size];
@@ -163,7 +211,7 @@ impl BlindedRsa {
 
         let n = self.rsa.n();
         let mut ctx = BigNumContext::new()?;
-        let mut pair = match take_pair(&self.public) {
+        let mut pair = match pairs.take(&self.public) {
             Some(pair) => pair,
             None => BlindingPair::draw(n, self.rsa.e(), &mut ctx)?,
         };
@@ -179,19 +227,20 @@ impl BlindedRsa {
         let raw = BigNum::from_slice(&raw)?;
         let mut signature = BigNum::new()?;
         signature.mod_mul(&raw, &pair.a_inv, n, &mut ctx)?;
+        // Public data only: the check may take variable time.
+        let mut recovered = BigNum::new()?;
+        recovered.mod_exp(&signature, self.rsa.e(), n, &mut ctx)?;
+        if recovered != message {
+            // The pair is damaged (or the key is): it is not given back.
+            return Err(SignError::Unverified);
+        }
         pair.advance(n, &mut ctx)?;
         if pair.uses < USES_PER_PAIR {
-            give_back(self.public.clone(), pair);
+            pairs.give_back(&self.public, pair);
         }
-        signature.to_vec_padded(size as i32)
+        Ok(signature.to_vec_padded(size as i32)?)
     }
 }
-
-#[cfg(test)]
-fn kept_keys() -> usize {
-    PAIRS.lock().unwrap().len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,49 +254,137 @@ mod tests {
         out
     }
 
-    #[test]
-    fn the_same_bytes_as_openssl_across_pair_renewals_and_fresh_key_objects() {
-        let rsa = Rsa::generate(2048).unwrap();
+    fn key_pair(bits: u32) -> (Rsa<Private>, Vec<u8>) {
+        let rsa = Rsa::generate(bits).unwrap();
         let der = rsa.private_key_to_der().unwrap();
-        let kept = BlindedRsa::new(Rsa::private_key_from_der(&der).unwrap());
-        // Past USES_PER_PAIR, with the key object kept (the cache) and with
-        // a new one per signature (the default).
-        for i in 0..(2 * USES_PER_PAIR + 3) {
-            let digest_info = [i as u8; 51];
-            let expected = reference(&rsa, &digest_info);
+        (rsa, der)
+    }
+
+    fn blinded(der: &[u8]) -> BlindedRsa {
+        BlindedRsa::new(Rsa::private_key_from_der(der).unwrap())
+    }
+
+    /// How many pairs `table` keeps for `key`, and their uses.
+    fn kept_uses(table: &PairTable, key: &BlindedRsa) -> Vec<u32> {
+        let pairs = table.0.lock().unwrap();
+        pairs
+            .get(&key.public)
+            .map(|p| p.iter().map(|p| p.uses).collect())
+            .unwrap_or_default()
+    }
+
+    /// `A·Ai^e ≡ 1 (mod n)`, and neither is 1 (no blinding at all).
+    fn assert_valid_pair(pair: &BlindingPair, rsa: &Rsa<Private>) {
+        let mut ctx = BigNumContext::new().unwrap();
+        let one = BigNum::from_u32(1).unwrap();
+        assert!(
+            pair.a != one && pair.a_inv != one,
+            "a pair of ones blinds nothing"
+        );
+        let mut ai_e = BigNum::new().unwrap();
+        ai_e.mod_exp(&pair.a_inv, rsa.e(), rsa.n(), &mut ctx)
+            .unwrap();
+        let mut product = BigNum::new().unwrap();
+        product.mod_mul(&pair.a, &ai_e, rsa.n(), &mut ctx).unwrap();
+        assert_eq!(product, one, "A and Ai do not belong to one r");
+    }
+
+    #[test]
+    fn the_same_bytes_as_openssl_and_a_pair_lasts_exactly_its_uses() {
+        let (rsa, der) = key_pair(2048);
+        let table = PairTable::new();
+        let kept = blinded(&der);
+        // Past two renewals, alternating the key object kept (the cache)
+        // with a new one per signature (the default): they share pairs.
+        for signature in 1..=(2 * USES_PER_PAIR + 3) {
+            let digest_info = [signature as u8; 51];
+            let fresh = blinded(&der);
+            let signer = if signature % 2 == 0 { &kept } else { &fresh };
             assert_eq!(
-                kept.sign_digest_info(&digest_info).unwrap(),
-                expected,
-                "kept, #{i}"
+                signer.sign_with(&table, &digest_info).unwrap(),
+                reference(&rsa, &digest_info),
+                "signature #{signature}"
             );
-            let fresh = BlindedRsa::new(Rsa::private_key_from_der(&der).unwrap());
-            assert_eq!(
-                fresh.sign_digest_info(&digest_info).unwrap(),
-                expected,
-                "fresh, #{i}"
-            );
+            let expected = match signature % USES_PER_PAIR {
+                0 => vec![],
+                uses => vec![uses],
+            };
+            assert_eq!(kept_uses(&table, &kept), expected, "after #{signature}");
         }
     }
 
     #[test]
+    fn a_kept_pair_is_valid_and_squared_after_each_signature() {
+        let (rsa, der) = key_pair(2048);
+        let table = PairTable::new();
+        let key = blinded(&der);
+        key.sign_with(&table, &[1u8; 51]).unwrap();
+        let first = table.take(&key.public).expect("the pair is kept");
+        assert_eq!(first.uses, 1);
+        assert_valid_pair(&first, &rsa);
+        let first_a = first.a.to_owned().unwrap();
+        table.give_back(&key.public, first);
+        key.sign_with(&table, &[2u8; 51]).unwrap();
+        let second = table.take(&key.public).expect("the pair is kept");
+        assert_eq!(second.uses, 2);
+        assert_valid_pair(&second, &rsa);
+        let mut squared = BigNum::new().unwrap();
+        squared
+            .mod_sqr(&first_a, rsa.n(), &mut BigNumContext::new().unwrap())
+            .unwrap();
+        assert_eq!(second.a, squared, "r moves to r² after a signature");
+    }
+
+    #[test]
+    fn a_pair_serves_one_signature_at_a_time() {
+        let (rsa, der) = key_pair(1024);
+        let table = PairTable::new();
+        let key = blinded(&der);
+        let mut ctx = BigNumContext::new().unwrap();
+        let pair = BlindingPair::draw(rsa.n(), rsa.e(), &mut ctx).unwrap();
+        table.give_back(&key.public, pair);
+        assert!(table.take(&key.public).is_some());
+        assert!(
+            table.take(&key.public).is_none(),
+            "taken pairs leave the table"
+        );
+    }
+
+    #[test]
+    fn a_damaged_pair_gives_an_error_not_a_wrong_signature_and_is_dropped() {
+        let (rsa, der) = key_pair(2048);
+        let table = PairTable::new();
+        let key = blinded(&der);
+        key.sign_with(&table, &[3u8; 51]).unwrap();
+        let mut pair = table.take(&key.public).unwrap();
+        pair.a_inv.add_word(1).unwrap();
+        table.give_back(&key.public, pair);
+        assert!(matches!(
+            key.sign_with(&table, &[4u8; 51]),
+            Err(SignError::Unverified)
+        ));
+        assert!(
+            kept_uses(&table, &key).is_empty(),
+            "the damaged pair is gone"
+        );
+        assert_eq!(
+            key.sign_with(&table, &[4u8; 51]).unwrap(),
+            reference(&rsa, &[4u8; 51])
+        );
+    }
+
+    #[test]
     fn signatures_made_at_once_on_many_threads_all_verify() {
-        let rsa = Rsa::generate(2048).unwrap();
-        let der = rsa.private_key_to_der().unwrap();
-        let public =
-            Rsa::public_key_from_der_pkcs1(&rsa.public_key_to_der_pkcs1().unwrap()).unwrap();
+        let (rsa, der) = key_pair(2048);
+        let table = PairTable::new();
         std::thread::scope(|s| {
             for t in 0..4u8 {
-                let (der, public) = (&der, &public);
+                let (der, rsa, table) = (&der, &rsa, &table);
                 s.spawn(move || {
                     for i in 0..40u8 {
                         let digest_info = [t ^ i; 40];
-                        let key = BlindedRsa::new(Rsa::private_key_from_der(der).unwrap());
-                        let signature = key.sign_digest_info(&digest_info).unwrap();
-                        let mut recovered = vec![0u8; 256];
-                        let len = public
-                            .public_decrypt(&signature, &mut recovered, Padding::PKCS1)
-                            .unwrap();
-                        assert_eq!(&recovered[..len], &digest_info);
+                        let signature = blinded(der).sign_with(table, &digest_info).unwrap();
+                        assert_eq!(signature, reference(rsa, &digest_info));
                     }
                 });
             }
@@ -256,17 +393,21 @@ mod tests {
 
     #[test]
     fn pairs_are_kept_for_a_bounded_number_of_keys() {
+        let table = PairTable::new();
         for _ in 0..(MAX_KEYS + 5) {
             let key = BlindedRsa::new(Rsa::generate(512).unwrap());
-            key.sign_digest_info(&[1u8; 20]).unwrap();
-            assert!(kept_keys() <= MAX_KEYS);
+            key.sign_with(&table, &[1u8; 20]).unwrap();
+            let keys = table.0.lock().unwrap().len();
+            assert!((1..=MAX_KEYS).contains(&keys), "{keys} keys kept");
         }
-        assert!(kept_keys() >= 1);
     }
 
     #[test]
-    fn a_key_too_small_for_the_digest_is_an_error_not_a_panic() {
+    fn a_key_too_small_for_the_digest_is_an_error() {
         let key = BlindedRsa::new(Rsa::generate(512).unwrap());
-        assert!(key.sign_digest_info(&[0u8; 60]).is_err());
+        assert!(matches!(
+            key.sign_digest_info(&[0u8; 60]),
+            Err(SignError::KeyTooSmall { bits: 512 })
+        ));
     }
 }

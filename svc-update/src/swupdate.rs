@@ -15,7 +15,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
 
-use crate::blinded_rsa::BlindedRsa;
+use crate::blinded_rsa::{BlindedRsa, SignError};
 
 fn unusable(file: &str, problem: KeyProblem) -> UnusableKey {
     UnusableKey::new(SignType::Swupdate, file, problem)
@@ -55,6 +55,16 @@ impl RsaSigner {
         const FILE: &str = "rsa-private.key";
         let key = private_key(key, FILE)?;
         match key.rsa() {
+            // 62 bytes of PKCS#1 v1.5 block for a SHA-256 DigestInfo.
+            Ok(rsa) if key.id() == openssl::pkey::Id::RSA && rsa.n().num_bits() < 496 => {
+                Err(unusable(
+                    FILE,
+                    KeyProblem::WrongType {
+                        found: "RSA (under 496 bits)",
+                        needs: "the RSA method needs an RSA key of at least 512 bits",
+                    },
+                ))
+            }
             Ok(rsa) if key.id() == openssl::pkey::Id::RSA => Ok(Self(BlindedRsa::new(rsa))),
             _ => Err(unusable(
                 FILE,
@@ -67,19 +77,14 @@ impl RsaSigner {
     }
 
     /// A PKCS#1 v1.5 signature over the SHA-256 of `data`. Fails only if
-    /// OpenSSL cannot allocate (e.g. its secure heap is full).
-    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    /// OpenSSL cannot allocate (e.g. its secure heap is full) or the
+    /// signature does not verify (a fault): never for the key's size, which
+    /// [`RsaSigner::new`] checked.
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
         let mut digest_info = SHA256_DIGEST_INFO.to_vec();
         digest_info.extend_from_slice(&openssl::sha::sha256(data));
         self.0.sign_digest_info(&digest_info)
     }
-}
-
-/// The RSA method: a PKCS#1 v1.5 signature over the SHA-256 of `data`.
-pub fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
-    Ok(RsaSigner::new(key)?
-        .sign(data)
-        .expect("a freshly parsed RSA key signs"))
 }
 
 /// The CMS method's certificate and key, checked to belong together.
@@ -133,6 +138,11 @@ mod tests {
     use openssl::rsa::Rsa;
     use openssl::sign::Signer;
 
+    /// The RSA method, key to signature.
+    fn sign_rsa(key: &[u8], data: &[u8]) -> Result<Vec<u8>, UnusableKey> {
+        Ok(RsaSigner::new(key)?.sign(data).unwrap())
+    }
+
     #[test]
     fn pkcs1_and_pkcs8_keys_give_the_same_signature() {
         let rsa = Rsa::generate(2048).unwrap();
@@ -147,6 +157,42 @@ mod tests {
         let reference = signer.sign_to_vec().unwrap();
         assert_eq!(sign_rsa(&pkcs1, b"sw-description").unwrap(), reference);
         assert_eq!(sign_rsa(&pkcs8, b"sw-description").unwrap(), reference);
+    }
+
+    #[test]
+    fn an_rsa_key_too_short_for_a_sha256_signature_is_refused() {
+        use openssl::bn::{BigNum, BigNumContext};
+        // OpenSSL will not make a key this small: one from two 200-bit primes.
+        let mut ctx = BigNumContext::new().unwrap();
+        let prime = || {
+            let mut p = BigNum::new().unwrap();
+            p.generate_prime(200, false, None, None).unwrap();
+            p
+        };
+        let (p, q) = (prime(), prime());
+        let one = BigNum::from_u32(1).unwrap();
+        let e = BigNum::from_u32(65537).unwrap();
+        let (p1, q1) = (&p - &one, &q - &one);
+        let mut n = BigNum::new().unwrap();
+        n.checked_mul(&p, &q, &mut ctx).unwrap();
+        let mut phi = BigNum::new().unwrap();
+        phi.checked_mul(&p1, &q1, &mut ctx).unwrap();
+        let mut d = BigNum::new().unwrap();
+        d.mod_inverse(&e, &phi, &mut ctx).unwrap();
+        let (mut dp, mut dq, mut qinv) = (
+            BigNum::new().unwrap(),
+            BigNum::new().unwrap(),
+            BigNum::new().unwrap(),
+        );
+        dp.nnmod(&d, &p1, &mut ctx).unwrap();
+        dq.nnmod(&d, &q1, &mut ctx).unwrap();
+        qinv.mod_inverse(&q, &p, &mut ctx).unwrap();
+        let key = Rsa::from_private_components(n, e, d, p, q, dp, dq, qinv).unwrap();
+        let pem = key.private_key_to_pem().unwrap();
+        assert!(matches!(
+            sign_rsa(&pem, b"x").map_err(|e| e.problem),
+            Err(KeyProblem::WrongType { needs, .. }) if needs.contains("at least 512 bits")
+        ));
     }
 
     #[test]
