@@ -180,14 +180,16 @@ impl UpdateApi {
 
     /// Sign a Mender artifact in place.
     ///
-    /// The server reads the artifact at `artifact-uri`, signs it with
-    /// `mender-artifact sign` and the distro's `mender/private.key` (RSA or
-    /// ECDSA; PKCS#8 keys are accepted too), and replaces it with the signed
+    /// The server reads the artifact at `artifact-uri`, signs it as
+    /// `mender-artifact sign` does (byte for byte, for the artifacts that
+    /// tool writes; with the tool itself for others) with the distro's
+    /// `mender/private.key` (RSA or ECDSA P-256; PKCS#8 keys are accepted
+    /// too), and replaces it with the signed
     /// copy, atomically: a rename beside the file for `file://`, one complete
     /// upload for `s3://`. On any error the original is left as it was.
     /// Only URIs inside `DIGSIGSERVER_MENDER_ALLOWED_URIS` are accepted (403
     /// otherwise); an artifact that is already signed, or is not a Mender
-    /// artifact, is a 422 with `mender-artifact`'s message.
+    /// artifact, is a 422 (with `mender-artifact`'s message for the latter).
     #[oai(
         path = "/sign/mender",
         method = "post",

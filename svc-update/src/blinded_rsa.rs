@@ -59,6 +59,12 @@ const MAX_KEYS: usize = 64;
 /// Pairs kept per key: as many as requests signing with it at once.
 const MAX_PAIRS_PER_KEY: usize = 8;
 
+/// DER of the DigestInfo for SHA-256 up to the digest (RFC 8017, 9.2 note 1).
+const SHA256_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
 /// Why a signature could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -186,6 +192,15 @@ impl BlindedRsa {
         public.extend_from_slice(&n);
         public.extend_from_slice(&rsa.e().to_vec());
         Self { rsa, public }
+    }
+
+    /// The PKCS#1 v1.5 signature over the SHA-256 of `data`: the same bytes
+    /// as `openssl dgst -sha256 -sign`, or Go's `rsa.SignPKCS1v15` with
+    /// SHA-256.
+    pub fn sign_sha256(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let mut digest_info = SHA256_DIGEST_INFO.to_vec();
+        digest_info.extend_from_slice(&openssl::sha::sha256(data));
+        self.sign_digest_info(&digest_info)
     }
 
     /// The PKCS#1 v1.5 signature (RFC 8017, 8.2.1) of `digest_info`, a DER

@@ -6,9 +6,10 @@
 //! - [`swupdate`]: native signatures, as upstream's `openssl` calls make them;
 //!   RSA ones through [`blinded_rsa`] (blinding that outlives the key object).
 //! - [`mender`]: signing an artifact where it lives; built on
-//!   [`artifact_uri`] (which locations are allowed), [`mender_tool`] (the
-//!   vendor tool and its key format) and [`in_place`] (atomic replacement,
-//!   streaming S3 transfers).
+//!   [`artifact_uri`] (which locations are allowed), [`mender_native`]
+//!   (signing the artifacts `mender-artifact` writes, without it),
+//!   [`mender_tool`] (the vendor tool, for the rest, and its key format) and
+//!   [`in_place`] (atomic replacement, streaming S3 transfers).
 //! - [`status`]: how this service's errors map to HTTP statuses.
 //! - [`demo`]: throwaway demo keys for a first run.
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod blinded_rsa;
 pub mod demo;
 pub mod in_place;
 pub mod mender;
+pub mod mender_native;
 pub mod mender_tool;
 pub mod status;
 pub mod swupdate;

@@ -1,7 +1,9 @@
 //! Signing a Mender artifact where it lives: fetch (S3) or read (file) it,
-//! run `mender-artifact sign`, put the signed copy in its place.
+//! sign it (natively for the artifacts `mender-artifact` writes, see
+//! [`mender_native`]; with `mender-artifact sign` for the rest), put the
+//! signed copy in its place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use keystore::{KeyMaterial, S3Options};
@@ -11,7 +13,8 @@ use tokio::sync::OnceCell;
 
 use crate::artifact_uri::{AllowedUris, ArtifactUri, ALLOWED_URIS_VAR};
 use crate::in_place::{self, BesideCopy, UploadPolicy};
-use crate::mender_tool::{traditional_pem, MenderTool, MENDER_ARTIFACT_VAR};
+use crate::mender_native::{self, Inspection, MenderKey};
+use crate::mender_tool::{traditional_pem, MenderTool, MenderToolError, MENDER_ARTIFACT_VAR};
 
 /// How long `mender-artifact` may run on one artifact (the update domain's
 /// timeout, as the gateway reads it).
@@ -97,6 +100,9 @@ impl MenderSigner {
     /// original is left as it was.
     pub async fn sign(&self, target: &ArtifactUri, key: &KeyMaterial) -> Result<u64, ServiceError> {
         let started = Instant::now();
+        // Checked first, whichever way the artifact is signed: a key the
+        // tool cannot use is the operator's problem before any work is done.
+        let signer = MenderKey::parse(key.bytes())?;
         let pem = traditional_pem(key.bytes())?;
         let work = WorkDir::create(&self.config.workdir_base).map_err(|e| {
             ServiceError::Misconfigured(format!(
@@ -104,21 +110,21 @@ impl MenderSigner {
                 self.config.workdir_base.display()
             ))
         })?;
-        let key_file = KeyMaterial::new("private.key", pem.to_vec())
-            .to_temp_file(work.path())
-            .map_err(ServiceError::internal)?;
         let shown = target.to_string();
         let bytes = match target {
             ArtifactUri::File(path) => {
                 let copy = BesideCopy::reserve(path)?;
                 audit_file("artifact-before", path).await?;
-                copy.while_written(self.config.tool.sign(
-                    path,
-                    key_file.path(),
-                    &copy.path(),
-                    &shown,
-                ))
-                .await?;
+                if !signed_natively(path, &copy.path(), &signer).await? {
+                    let key_file = key_file(&pem, &work)?;
+                    copy.while_written(self.config.tool.sign(
+                        path,
+                        key_file.path(),
+                        &copy.path(),
+                        &shown,
+                    ))
+                    .await?;
+                }
                 audit_file("artifact-after", &copy.path()).await?;
                 let size = std::fs::metadata(copy.path()).map(|m| m.len()).unwrap_or(0);
                 tokio::task::spawn_blocking(move || copy.replace_original())
@@ -126,26 +132,70 @@ impl MenderSigner {
                     .map_err(ServiceError::internal)??;
                 size
             }
-            ArtifactUri::S3 { bucket, key } => {
+            ArtifactUri::S3 {
+                bucket,
+                key: object,
+            } => {
                 let client = self
                     .s3
                     .get_or_init(|| keystore::s3_client(&self.config.s3))
                     .await;
                 let unsigned = work.path().join("unsigned.mender");
                 let signed = work.path().join("signed.mender");
-                in_place::download(client, bucket, key, &unsigned).await?;
+                in_place::download(client, bucket, object, &unsigned).await?;
                 audit_file("artifact-before", &unsigned).await?;
-                self.config
-                    .tool
-                    .sign(&unsigned, key_file.path(), &signed, &shown)
-                    .await?;
+                if !signed_natively(&unsigned, &signed, &signer).await? {
+                    let key_file = key_file(&pem, &work)?;
+                    self.config
+                        .tool
+                        .sign(&unsigned, key_file.path(), &signed, &shown)
+                        .await?;
+                }
                 audit_file("artifact-after", &signed).await?;
-                in_place::upload(client, bucket, key, &signed, self.config.upload).await?
+                in_place::upload(client, bucket, object, &signed, self.config.upload).await?
             }
         };
         tracing::info!(artifact = ?shown, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "signed Mender artifact in place");
         Ok(bytes)
     }
+}
+
+/// The key as `mender-artifact` reads it, in a private file in `work`.
+fn key_file(pem: &[u8], work: &WorkDir) -> Result<keystore::TempKeyFile, ServiceError> {
+    KeyMaterial::new("private.key", pem.to_vec())
+        .to_temp_file(work.path())
+        .map_err(ServiceError::internal)
+}
+
+/// Makes the signed copy of `input` at `output` here, for an artifact that
+/// `mender-artifact` wrote ([`mender_native`]); `false` if the tool must.
+async fn signed_natively(
+    input: &Path,
+    output: &Path,
+    key: &MenderKey,
+) -> Result<bool, ServiceError> {
+    let plan = {
+        let input = input.to_path_buf();
+        match tokio::task::spawn_blocking(move || mender_native::inspect(&input))
+            .await
+            .map_err(ServiceError::internal)?
+        {
+            Inspection::UseTool => return Ok(false),
+            Inspection::AlreadySigned => return Err(MenderToolError::AlreadySigned.into()),
+            Inspection::Native(plan) => plan,
+        }
+    };
+    let signature = key
+        .manifest_sig(plan.manifest())
+        .map_err(|e| ServiceError::internal_from("signing the artifact's manifest failed", e))?;
+    let (input, output) = (input.to_path_buf(), output.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        mender_native::write_signed(&input, &plan, &signature, &output)
+    })
+    .await
+    .map_err(ServiceError::internal)?
+    .map_err(|e| ServiceError::internal_from("writing the signed artifact failed", e))?;
+    Ok(true)
 }
 
 /// Records the artifact's SHA-256 for the audit log (before and after

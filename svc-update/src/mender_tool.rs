@@ -41,7 +41,7 @@ pub enum MenderToolError {
     #[error("mender-artifact is not installed: install Debian's mender-artifact package or set {MENDER_ARTIFACT_VAR} to its path")]
     NotInstalled,
     /// The artifact was signed before; `mender-artifact` refuses (422).
-    #[error("the artifact is already signed; mender-artifact refuses to sign it again: upload the unsigned artifact")]
+    #[error("the artifact is already signed (it has a manifest.sig); it is not signed again: upload the unsigned artifact")]
     AlreadySigned,
     /// The tool rejected the input, most likely not a Mender artifact (422).
     #[error("mender-artifact could not sign the artifact: {0}")]

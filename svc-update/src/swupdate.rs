@@ -43,12 +43,6 @@ fn certificate(bytes: &[u8], file: &'static str) -> Result<X509, UnusableKey> {
 /// is deterministic; tested against `openssl dgst -sign`).
 pub struct RsaSigner(BlindedRsa);
 
-/// DER of the DigestInfo for SHA-256 up to the digest (RFC 8017, 9.2 note 1).
-const SHA256_DIGEST_INFO: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
 impl RsaSigner {
     /// Parses `rsa-private.key`, which must hold an RSA key.
     pub fn new(key: &[u8]) -> Result<Self, UnusableKey> {
@@ -81,9 +75,7 @@ impl RsaSigner {
     /// signature does not verify (a fault): never for the key's size, which
     /// [`RsaSigner::new`] checked.
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
-        let mut digest_info = SHA256_DIGEST_INFO.to_vec();
-        digest_info.extend_from_slice(&openssl::sha::sha256(data));
-        self.0.sign_digest_info(&digest_info)
+        self.0.sign_sha256(data)
     }
 }
 

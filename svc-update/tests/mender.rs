@@ -101,6 +101,28 @@ fn make_artifact(path: &Path, payload: usize) {
         .arg(path));
 }
 
+/// An artifact that signing natively leaves to `mender-artifact`: the one
+/// `make_artifact` writes, rewritten by Python's tarfile with a PAX header
+/// on `version` (which the tool reads, and `mender_native` does not).
+fn make_tool_only_artifact(path: &Path, payload: usize) {
+    let plain = path.with_extension("plain");
+    make_artifact(&plain, payload);
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, tarfile\n\
+         src = tarfile.open(sys.argv[1])\n\
+         dst = tarfile.open(sys.argv[2], 'w', format=tarfile.PAX_FORMAT)\n\
+         for m in src.getmembers():\n\
+         \x20   if m.name == 'version': m.pax_headers = {'comment': 'digsig test'}\n\
+         \x20   dst.addfile(m, src.extractfile(m))\n\
+         dst.close()\n",
+        )
+        .arg(&plain)
+        .arg(path));
+    std::fs::remove_file(plain).unwrap();
+}
+
 /// `mender-artifact validate -k public.key`: (ok, output).
 fn validate(artifact: &Path, public: &Path) -> (bool, String) {
     let out = Command::new("mender-artifact")
@@ -213,6 +235,113 @@ fn signs_file_artifacts_in_place_with_rsa_and_ec_keys() {
         vec!["image-ec.mender", "image-rsa.mender"],
         "nothing is left beside the artifacts"
     );
+}
+
+#[test]
+fn artifacts_the_tool_wrote_are_signed_without_it_byte_for_byte_as_it_signs_them() {
+    // A server with no mender-artifact: the artifacts it signs are signed
+    // natively, and with an RSA key (deterministic) the result is the very
+    // file `mender-artifact sign` makes of the same artifact.
+    let keys = Keys::new();
+    let deploy = tempfile::tempdir().unwrap();
+    let mut no_tool = config(&allow_dir(deploy.path()));
+    no_tool.tool = svc_update::mender_tool::MenderTool::locate(
+        Some(deploy.path().join("no-such-mender-artifact")),
+        servicekit::config::DEFAULT_DOMAIN_TIMEOUT,
+    );
+    let service = server(&keys, no_tool);
+    let scratch = tempfile::tempdir().unwrap();
+    for (distro, payload) in [("rsa", 3_000_000), ("rsa", 0), ("ec", 200_000)] {
+        let artifact = deploy.path().join("image.mender");
+        make_artifact(&artifact, payload);
+        let unsigned = scratch.path().join("unsigned.mender");
+        std::fs::copy(&artifact, &unsigned).unwrap();
+        let (status, body) = sign(
+            &service.url,
+            distro,
+            &format!("file://{}", artifact.display()),
+        );
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "Signing successful"),
+            "{distro}, {payload} bytes"
+        );
+        let (ok, text) = validate(&artifact, &keys.public(distro));
+        assert!(ok, "{distro}: mender-artifact validate: {text}");
+        let read = run(Command::new("mender-artifact")
+            .arg("read")
+            .arg("-k")
+            .arg(keys.public(distro))
+            .arg(&artifact));
+        assert!(
+            String::from_utf8_lossy(&read.stdout).contains("signed and verified correctly"),
+            "{}",
+            String::from_utf8_lossy(&read.stdout)
+        );
+        if distro == "rsa" {
+            // mender-artifact 3.9 takes only traditional PEM.
+            let traditional = scratch.path().join("traditional.key");
+            run(Command::new("openssl")
+                .args(["rsa", "-traditional", "-in"])
+                .arg(keys.root.path().join("rsa/mender/private.key"))
+                .arg("-out")
+                .arg(&traditional));
+            let by_tool = scratch.path().join("by-tool.mender");
+            let _ = std::fs::remove_file(&by_tool);
+            run(Command::new("mender-artifact")
+                .arg("sign")
+                .arg(&unsigned)
+                .arg("-k")
+                .arg(&traditional)
+                .arg("-o")
+                .arg(&by_tool));
+            assert!(
+                std::fs::read(&artifact).unwrap() == std::fs::read(&by_tool).unwrap(),
+                "{payload} bytes: not the bytes mender-artifact sign writes"
+            );
+        }
+        // Signed once: a second time is refused without the tool too.
+        let (status, body) = sign(
+            &service.url,
+            distro,
+            &format!("file://{}", artifact.display()),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("already signed"), "{body}");
+    }
+
+    // What the native path leaves to the tool needs the tool: here, a 500
+    // saying it is not installed, the artifact as it was.
+    let other = deploy.path().join("pax.mender");
+    make_tool_only_artifact(&other, 10_000);
+    let before = std::fs::read(&other).unwrap();
+    let (status, body) = sign(&service.url, "rsa", &format!("file://{}", other.display()));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("not installed"), "{body}");
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+}
+
+#[test]
+fn artifacts_the_native_path_does_not_know_are_signed_by_the_tool() {
+    let keys = Keys::new();
+    let deploy = tempfile::tempdir().unwrap();
+    let service = server(&keys, config(&allow_dir(deploy.path())));
+    for distro in ["rsa", "ec"] {
+        let artifact = deploy.path().join(format!("pax-{distro}.mender"));
+        make_tool_only_artifact(&artifact, 50_000);
+        let (status, body) = sign(
+            &service.url,
+            distro,
+            &format!("file://{}", artifact.display()),
+        );
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "Signing successful"),
+            "{distro}"
+        );
+        let (ok, text) = validate(&artifact, &keys.public(distro));
+        assert!(ok, "{distro}: mender-artifact validate: {text}");
+    }
 }
 
 #[test]
@@ -418,6 +547,15 @@ fn bad_requests_get_clear_4xx_and_leave_the_original_untouched() {
     let secret_line = pem.lines().nth(1).unwrap();
     assert!(!body.contains(secret_line));
     assert_eq!(std::fs::read(&fresh).unwrap(), before);
+    // Mender's ECDSA is P-256 only.
+    keys.add(
+        "ec384",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    );
+    let (status, body) = sign(&service.url, "ec384", &uri(&fresh));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("P-256"), "{body}");
+    assert_eq!(std::fs::read(&fresh).unwrap(), before);
 
     // A missing S3 object is a 404 naming it.
     let s3 = moto().client();
@@ -477,7 +615,7 @@ fn a_signing_cut_short_kills_the_tool_and_leaves_nothing_beside_the_artifact() {
     );
     let signer = svc_update::mender::MenderSigner::new(config);
     let artifact = deploy.path().join("image.mender");
-    make_artifact(&artifact, 1000);
+    make_tool_only_artifact(&artifact, 1000);
     let before = std::fs::read(&artifact).unwrap();
     let key = keystore::KeyMaterial::new(
         "private.key",

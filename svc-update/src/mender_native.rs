@@ -1,0 +1,331 @@
+//! Signing a Mender artifact without `mender-artifact`, for the artifacts it
+//! writes itself.
+//!
+//! `mender-artifact sign` (3.9, Debian's) reads the outer tar member by
+//! member, signs the raw bytes of `manifest` (RSA PKCS#1 v1.5 or ECDSA P-256
+//! as raw `r‖s`, over SHA-256, base64 without a newline), and writes every
+//! member again with a `manifest.sig` member right after `manifest`. For an
+//! artifact it made, whose headers are plain USTAR, its output is the input
+//! with those 1,024 bytes inserted (its `awriter/signer.go`; checked here
+//! byte for byte in the tests). So the copy is made here the same way: the
+//! members up to `manifest`, the new member, then the rest of the file,
+//! copied by the kernel (`copy_file_range`) and handed to the disk as it is
+//! written, so the fsync that makes it durable has little left to do. The
+//! tool copied 200 MB through user space and then left it all dirty.
+//!
+//! Anything else (other header forms, members out of order, not a tar) goes
+//! to the tool, which keeps the last word on what it accepts.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use keystore::SignType;
+use openssl::ec::EcKey;
+use openssl::ecdsa::EcdsaSig;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, Private};
+use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
+
+use crate::blinded_rsa::{BlindedRsa, SignError};
+
+const BLOCK: u64 = 512;
+/// `version` is a line of JSON; anything bigger is not one of the tool's.
+const MAX_VERSION: u64 = 64 << 10;
+/// A manifest is a checksum line per file.
+const MAX_MANIFEST: u64 = 4 << 20;
+/// How much is copied before the kernel is asked to write it out.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+/// What the first members of an artifact say about signing it here.
+#[derive(Debug)]
+pub enum Inspection {
+    /// `version` then `manifest`, plain USTAR, not signed: signed here.
+    Native(Plan),
+    /// `manifest.sig` follows `manifest` already.
+    AlreadySigned,
+    /// Anything else: `mender-artifact` decides.
+    UseTool,
+}
+
+/// Where the signature goes, and what it signs.
+#[derive(Debug)]
+pub struct Plan {
+    manifest: Vec<u8>,
+    /// The offset just past `manifest`'s data and padding.
+    insert_at: u64,
+}
+
+impl Plan {
+    /// The raw bytes of the `manifest` member: what is signed.
+    pub fn manifest(&self) -> &[u8] {
+        &self.manifest
+    }
+}
+
+/// A member header this module understands: a regular file in plain USTAR
+/// (or pre-POSIX) form, its name in the name field alone.
+struct Member {
+    name: Vec<u8>,
+    size: u64,
+}
+
+fn octal(field: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(field).ok()?;
+    let digits = text.trim_matches(|c| c == '\0' || c == ' ');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
+/// `None` for the end of the archive, `Some(None)` for a header of another
+/// form (PAX, GNU, a prefix, a bad checksum, not a regular file).
+fn member(block: &[u8; BLOCK as usize]) -> Option<Option<Member>> {
+    if block.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let stored = octal(&block[148..156]);
+    let sum: u64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u64
+            }
+        })
+        .sum();
+    let regular = matches!(block[156], b'0' | 0);
+    let prefix_empty = block[345] == 0;
+    let size = octal(&block[124..136]);
+    if stored != Some(sum) || !regular || !prefix_empty {
+        return Some(None);
+    }
+    let name_len = block[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    Some(size.map(|size| Member {
+        name: block[..name_len].to_vec(),
+        size,
+    }))
+}
+
+fn padded(size: u64) -> u64 {
+    size.div_ceil(BLOCK) * BLOCK
+}
+
+/// Reads the artifact's first members. I/O errors are the tool's to report,
+/// in its words, as before this module existed.
+pub fn inspect(path: &Path) -> Inspection {
+    inspect_file(path).unwrap_or(Inspection::UseTool)
+}
+
+fn inspect_file(path: &Path) -> io::Result<Inspection> {
+    let mut file = File::open(path)?;
+    let mut block = [0u8; BLOCK as usize];
+    let mut next = |file: &mut File| -> io::Result<Option<Option<Member>>> {
+        file.read_exact(&mut block)?;
+        Ok(member(&block))
+    };
+    let Some(Some(version)) = next(&mut file)? else {
+        return Ok(Inspection::UseTool);
+    };
+    if version.name != b"version" || version.size > MAX_VERSION {
+        return Ok(Inspection::UseTool);
+    }
+    file.seek(SeekFrom::Current(padded(version.size) as i64))?;
+    let Some(Some(manifest)) = next(&mut file)? else {
+        return Ok(Inspection::UseTool);
+    };
+    if manifest.name != b"manifest" || manifest.size > MAX_MANIFEST {
+        return Ok(Inspection::UseTool);
+    }
+    let mut bytes = vec![0u8; manifest.size as usize];
+    file.read_exact(&mut bytes)?;
+    let insert_at = BLOCK + padded(version.size) + BLOCK + padded(manifest.size);
+    file.seek(SeekFrom::Start(insert_at))?;
+    match next(&mut file) {
+        Ok(Some(Some(third))) if third.name == b"manifest.sig" => Ok(Inspection::AlreadySigned),
+        Ok(Some(Some(_))) | Ok(None) => Ok(Inspection::Native(Plan {
+            manifest: bytes,
+            insert_at,
+        })),
+        // Another header form next, or no end: the tool's to judge.
+        Ok(Some(None)) | Err(_) => Ok(Inspection::UseTool),
+    }
+}
+
+/// A key Mender signs with, as `mender-artifact` 3.9 takes them: RSA, or
+/// ECDSA on P-256.
+pub enum MenderKey {
+    /// PKCS#1 v1.5 over SHA-256.
+    Rsa(BlindedRsa),
+    /// ECDSA P-256 over SHA-256, written as `r‖s`.
+    P256(EcKey<Private>),
+}
+
+impl MenderKey {
+    /// Parses `mender/private.key` (PEM or DER, PKCS#1, SEC1 or PKCS#8).
+    pub fn parse(bytes: &[u8]) -> Result<Self, UnusableKey> {
+        let unusable = |problem| UnusableKey::new(SignType::Mender, "private.key", problem);
+        let key =
+            servicekit::private_key::parse(bytes).map_err(|_| unusable(KeyProblem::NotAKey))?;
+        match key.id() {
+            Id::RSA => Ok(Self::Rsa(BlindedRsa::new(
+                key.rsa().map_err(|_| unusable(KeyProblem::NotAKey))?,
+            ))),
+            Id::EC => {
+                let ec = key.ec_key().map_err(|_| unusable(KeyProblem::NotAKey))?;
+                if ec.group().curve_name() != Some(Nid::X9_62_PRIME256V1) {
+                    return Err(unusable(KeyProblem::WrongType {
+                        found: "EC on a curve other than P-256",
+                        needs: "Mender signs with ECDSA on P-256 only",
+                    }));
+                }
+                Ok(Self::P256(ec))
+            }
+            other => Err(unusable(KeyProblem::WrongType {
+                found: key_type_name(other),
+                needs: "Mender artifacts are signed with RSA or ECDSA keys",
+            })),
+        }
+    }
+
+    /// The contents of `manifest.sig` for `manifest`.
+    pub fn manifest_sig(&self, manifest: &[u8]) -> Result<Vec<u8>, SignError> {
+        let raw = match self {
+            Self::Rsa(rsa) => rsa.sign_sha256(manifest)?,
+            Self::P256(ec) => {
+                let sig = EcdsaSig::sign(&openssl::sha::sha256(manifest), ec)?;
+                let mut raw = sig.r().to_vec_padded(32)?;
+                raw.extend_from_slice(&sig.s().to_vec_padded(32)?);
+                raw
+            }
+        };
+        Ok(openssl::base64::encode_block(&raw).into_bytes())
+    }
+}
+
+/// The USTAR header Go's `archive/tar` writes for `manifest.sig` from
+/// `tar.Header{Name, Size, Mode: 0644}`: zero owner and time, no names.
+fn signature_header(size: u64) -> [u8; BLOCK as usize] {
+    let mut h = [0u8; BLOCK as usize];
+    h[..12].copy_from_slice(b"manifest.sig");
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[329..337].copy_from_slice(b"0000000\0");
+    h[337..345].copy_from_slice(b"0000000\0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to
+/// disk, without waiting (errors only lose the head start).
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    // SAFETY: a valid descriptor; the call only schedules I/O.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// Writes the signed copy of `input` to the new file `output` (mode 0600,
+/// as the tool's): the members up to `manifest`, `manifest.sig` with
+/// `signature`, and the rest of `input`. Returns its size. The caller
+/// makes it durable.
+pub fn write_signed(input: &Path, plan: &Plan, signature: &[u8], output: &Path) -> io::Result<u64> {
+    let src = File::open(input)?;
+    let total = src.metadata()?.len();
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(output)?;
+    let mut written = io::copy(&mut (&src).take(plan.insert_at), &mut &dst)?;
+    if written != plan.insert_at {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the artifact shrank while it was read",
+        ));
+    }
+    let mut member = signature_header(signature.len() as u64).to_vec();
+    member.extend_from_slice(signature);
+    member.resize(BLOCK as usize + padded(signature.len() as u64) as usize, 0);
+    (&dst).write_all(&member)?;
+    written += member.len() as u64;
+    let mut left = total.saturating_sub(plan.insert_at);
+    while left > 0 {
+        let chunk = io::copy(&mut (&src).take(WRITEBACK_CHUNK.min(left)), &mut &dst)?;
+        if chunk == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the artifact shrank while it was read",
+            ));
+        }
+        start_writeback(&dst, written, chunk);
+        written += chunk;
+        left -= chunk;
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_header_is_a_valid_ustar_header_for_its_size() {
+        let h = signature_header(344);
+        let parsed = member(&h).expect("not the end").expect("plain USTAR");
+        assert_eq!(parsed.name, b"manifest.sig");
+        assert_eq!(parsed.size, 344);
+        let tar_header = tar::Header::from_byte_slice(&h);
+        assert_eq!(tar_header.size().unwrap(), 344);
+        assert_eq!(tar_header.mode().unwrap(), 0o644);
+        assert_eq!(tar_header.cksum().unwrap(), {
+            let mut copy = h;
+            copy[148..156].copy_from_slice(b"        ");
+            copy.iter().map(|&b| b as u32).sum::<u32>()
+        });
+    }
+
+    /// `h` with its checksum made right again.
+    fn resummed(mut h: [u8; 512]) -> [u8; 512] {
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    #[test]
+    fn headers_of_other_forms_are_left_to_the_tool() {
+        assert!(matches!(
+            member(&resummed(signature_header(10))),
+            Some(Some(_))
+        ));
+        let mut h = signature_header(10);
+        h[156] = b'x'; // a PAX extended header
+        assert!(matches!(member(&resummed(h)), Some(None)));
+        let mut h = signature_header(10);
+        h[345] = b'a'; // a USTAR prefix
+        assert!(matches!(member(&resummed(h)), Some(None)));
+        let mut h = signature_header(10);
+        h[0] = b'M'; // the checksum no longer matches
+        assert!(matches!(member(&h), Some(None)));
+        assert!(member(&[0u8; 512]).is_none());
+    }
+}
