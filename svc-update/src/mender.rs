@@ -4,6 +4,8 @@
 //! signed copy in its place.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keystore::{KeyMaterial, S3Options};
@@ -188,9 +190,19 @@ async fn signed_natively(
     let signature = key
         .manifest_sig(plan.manifest())
         .map_err(|e| ServiceError::internal_from("signing the artifact's manifest failed", e))?;
+    // Set when this future ends, finished or dropped with the request, so
+    // that a cancelled request's copy stops within a chunk.
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let ended = SetOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = Arc::clone(&ended.0);
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        mender_native::write_signed(&input, &plan, &signature, &output)
+        mender_native::write_signed(&input, &plan, &signature, &output, &cancelled)
     })
     .await
     .map_err(ServiceError::internal)?

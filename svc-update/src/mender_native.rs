@@ -21,6 +21,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keystore::SignType;
 use openssl::ec::EcKey;
@@ -246,8 +247,15 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 /// Writes the signed copy of `input` to the new file `output` (mode 0600,
 /// as the tool's): the members up to `manifest`, `manifest.sig` with
 /// `signature`, and the rest of `input`. Returns its size. The caller
-/// makes it durable.
-pub fn write_signed(input: &Path, plan: &Plan, signature: &[u8], output: &Path) -> io::Result<u64> {
+/// makes it durable. Stops between chunks once `cancelled` is set (the
+/// request went away: its directory is being removed).
+pub fn write_signed(
+    input: &Path,
+    plan: &Plan,
+    signature: &[u8],
+    output: &Path,
+    cancelled: &AtomicBool,
+) -> io::Result<u64> {
     let src = File::open(input)?;
     let total = src.metadata()?.len();
     let dst = std::fs::OpenOptions::new()
@@ -269,6 +277,12 @@ pub fn write_signed(input: &Path, plan: &Plan, signature: &[u8], output: &Path) 
     written += member.len() as u64;
     let mut left = total.saturating_sub(plan.insert_at);
     while left > 0 {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the request ended before the signed copy was written",
+            ));
+        }
         let chunk = io::copy(&mut (&src).take(WRITEBACK_CHUNK.min(left)), &mut &dst)?;
         if chunk == 0 {
             return Err(io::Error::new(
@@ -301,6 +315,95 @@ mod tests {
             copy[148..156].copy_from_slice(b"        ");
             copy.iter().map(|&b| b as u32).sum::<u32>()
         });
+    }
+
+    /// A tar of `members` in USTAR form, as the tar crate writes it.
+    fn ustar(path: &Path, members: &[(&str, &[u8])]) {
+        let mut builder = tar::Builder::new(File::create(path).unwrap());
+        for (name, data) in members {
+            let mut header = tar::Header::new_ustar();
+            header.set_path(name).unwrap();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.finish().unwrap();
+    }
+
+    #[test]
+    fn a_plain_artifact_gets_its_signature_after_the_manifest_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.mender");
+        let payload = vec![7u8; 9 << 20]; // more than one copy chunk
+        ustar(
+            &input,
+            &[
+                ("version", b"{\"format\":\"mender\",\"version\":3}"),
+                ("manifest", b"abc  header.tar.gz\n"),
+                ("header.tar.gz", b"h"),
+                ("data/0000.tar.gz", &payload),
+            ],
+        );
+        let Inspection::Native(plan) = inspect(&input) else {
+            panic!("a plain artifact is signed natively");
+        };
+        assert_eq!(plan.manifest(), b"abc  header.tar.gz\n");
+        let output = dir.path().join("out.mender");
+        let written =
+            write_signed(&input, &plan, b"c2ln", &output, &AtomicBool::new(false)).unwrap();
+        let (before, after) = (
+            std::fs::read(&input).unwrap(),
+            std::fs::read(&output).unwrap(),
+        );
+        assert_eq!(written, after.len() as u64);
+        assert_eq!(after.len(), before.len() + 1024);
+        let at = plan.insert_at as usize;
+        assert_eq!(after[..at], before[..at]);
+        assert_eq!(after[at + 1024..], before[at..]);
+        let names: Vec<String> = tar::Archive::new(&after[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "version",
+                "manifest",
+                "manifest.sig",
+                "header.tar.gz",
+                "data/0000.tar.gz"
+            ]
+        );
+        assert!(matches!(inspect(&output), Inspection::AlreadySigned));
+
+        // A cancelled request's copy stops, and says why.
+        let stopped = dir.path().join("stopped.mender");
+        let err =
+            write_signed(&input, &plan, b"c2ln", &stopped, &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    }
+
+    #[test]
+    fn other_shapes_go_to_the_tool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mender");
+        // Members out of order, a missing manifest, not a tar, cut short.
+        ustar(&path, &[("manifest", b"m"), ("version", b"v")]);
+        assert!(matches!(inspect(&path), Inspection::UseTool));
+        ustar(&path, &[("version", b"v"), ("header.tar.gz", b"h")]);
+        assert!(matches!(inspect(&path), Inspection::UseTool));
+        std::fs::write(&path, b"this is not a tar archive").unwrap();
+        assert!(matches!(inspect(&path), Inspection::UseTool));
+        ustar(&path, &[("version", b"v"), ("manifest", &[b'm'; 2000])]);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..1024 + 512]).unwrap();
+        assert!(matches!(inspect(&path), Inspection::UseTool));
+        assert!(matches!(
+            inspect(&dir.path().join("missing")),
+            Inspection::UseTool
+        ));
     }
 
     /// `h` with its checksum made right again.
