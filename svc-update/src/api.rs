@@ -181,8 +181,9 @@ impl UpdateApi {
     /// Sign a Mender artifact in place.
     ///
     /// The server reads the artifact at `artifact-uri`, signs it as
-    /// `mender-artifact sign` does (byte for byte, for the artifacts that
-    /// tool writes; with the tool itself for others) with the distro's
+    /// `mender-artifact sign` does (natively for artifacts shaped as that
+    /// tool writes them, byte for byte with RSA keys; with the tool itself
+    /// for any other file) with the distro's
     /// `mender/private.key` (RSA or ECDSA P-256; PKCS#8 keys are accepted
     /// too), and replaces it with the signed
     /// copy, atomically: a rename beside the file for `file://`, one complete

@@ -79,7 +79,8 @@ const WRITEBACK_TICK: std::time::Duration = std::time::Duration::from_millis(5);
 /// request ends, finished, failed or cancelled.
 pub struct BesideCopy {
     target: PathBuf,
-    dir: tempfile::TempDir,
+    /// Shared with a blocking task writing into it ([`BesideCopy::hold`]).
+    dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl BesideCopy {
@@ -102,8 +103,15 @@ impl BesideCopy {
             .map_err(denied)?;
         Ok(Self {
             target: target.to_path_buf(),
-            dir,
+            dir: std::sync::Arc::new(dir),
         })
+    }
+
+    /// Keeps the directory until the returned handle is dropped too: given
+    /// to a task writing the copy, so that a request that ends first does
+    /// not remove the directory under it.
+    pub fn hold(&self) -> std::sync::Arc<tempfile::TempDir> {
+        std::sync::Arc::clone(&self.dir)
     }
 
     /// Where the signed copy is to be written.

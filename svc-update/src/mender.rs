@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 
 use crate::artifact_uri::{AllowedUris, ArtifactUri, ALLOWED_URIS_VAR};
 use crate::in_place::{self, BesideCopy, UploadPolicy};
-use crate::mender_native::{self, Inspection, MenderKey};
+use crate::mender_native::{self, MenderKey, NativeError, Outcome};
 use crate::mender_tool::{traditional_pem, MenderTool, MenderToolError, MENDER_ARTIFACT_VAR};
 
 /// How long `mender-artifact` may run on one artifact (the update domain's
@@ -117,7 +117,7 @@ impl MenderSigner {
             ArtifactUri::File(path) => {
                 let copy = BesideCopy::reserve(path)?;
                 audit_file("artifact-before", path).await?;
-                if !signed_natively(path, &copy.path(), &signer).await? {
+                if !signed_natively(path, &copy.path(), signer, copy.hold()).await? {
                     let key_file = key_file(&pem, &work)?;
                     copy.while_written(self.config.tool.sign(
                         path,
@@ -146,7 +146,7 @@ impl MenderSigner {
                 let signed = work.path().join("signed.mender");
                 in_place::download(client, bucket, object, &unsigned).await?;
                 audit_file("artifact-before", &unsigned).await?;
-                if !signed_natively(&unsigned, &signed, &signer).await? {
+                if !signed_natively(&unsigned, &signed, signer, Arc::clone(&work)).await? {
                     let key_file = key_file(&pem, &work)?;
                     self.config
                         .tool
@@ -171,25 +171,13 @@ fn key_file(pem: &[u8], work: &WorkDir) -> Result<keystore::TempKeyFile, Service
 
 /// Makes the signed copy of `input` at `output` here, for an artifact that
 /// `mender-artifact` wrote ([`mender_native`]); `false` if the tool must.
+/// `hold` keeps the directory `output` is in until the copy has stopped.
 async fn signed_natively(
     input: &Path,
     output: &Path,
-    key: &MenderKey,
+    key: MenderKey,
+    hold: impl Send + 'static,
 ) -> Result<bool, ServiceError> {
-    let plan = {
-        let input = input.to_path_buf();
-        match tokio::task::spawn_blocking(move || mender_native::inspect(&input))
-            .await
-            .map_err(ServiceError::internal)?
-        {
-            Inspection::UseTool => return Ok(false),
-            Inspection::AlreadySigned => return Err(MenderToolError::AlreadySigned.into()),
-            Inspection::Native(plan) => plan,
-        }
-    };
-    let signature = key
-        .manifest_sig(plan.manifest())
-        .map_err(|e| ServiceError::internal_from("signing the artifact's manifest failed", e))?;
     // Set when this future ends, finished or dropped with the request, so
     // that a cancelled request's copy stops within a chunk.
     struct SetOnDrop(Arc<AtomicBool>);
@@ -201,13 +189,26 @@ async fn signed_natively(
     let ended = SetOnDrop(Arc::new(AtomicBool::new(false)));
     let cancelled = Arc::clone(&ended.0);
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        mender_native::write_signed(&input, &plan, &signature, &output, &cancelled)
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _hold = hold;
+        mender_native::sign_file(&input, &output, &key, &cancelled)
     })
     .await
-    .map_err(ServiceError::internal)?
-    .map_err(|e| ServiceError::internal_from("writing the signed artifact failed", e))?;
-    Ok(true)
+    .map_err(ServiceError::internal)?;
+    match outcome {
+        Ok(Outcome::Signed(_)) => Ok(true),
+        Ok(Outcome::UseTool) => Ok(false),
+        Ok(Outcome::AlreadySigned) => Err(MenderToolError::AlreadySigned.into()),
+        // The io::Error itself, so that a full disk is a 507.
+        Err(NativeError::Write(e)) => Err(ServiceError::internal_from(
+            "writing the signed artifact failed",
+            e,
+        )),
+        Err(e) => Err(ServiceError::internal_from(
+            "signing the artifact natively failed",
+            e,
+        )),
+    }
 }
 
 /// Records the artifact's SHA-256 for the audit log (before and after

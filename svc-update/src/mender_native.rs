@@ -42,7 +42,7 @@ const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 /// What the first members of an artifact say about signing it here.
 #[derive(Debug)]
-pub enum Inspection {
+enum Inspection {
     /// `version` then `manifest`, plain USTAR, not signed: signed here.
     Native(Plan),
     /// `manifest.sig` follows `manifest` already.
@@ -53,7 +53,7 @@ pub enum Inspection {
 
 /// Where the signature goes, and what it signs.
 #[derive(Debug)]
-pub struct Plan {
+struct Plan {
     manifest: Vec<u8>,
     /// The offset just past `manifest`'s data and padding.
     insert_at: u64,
@@ -61,7 +61,7 @@ pub struct Plan {
 
 impl Plan {
     /// The raw bytes of the `manifest` member: what is signed.
-    pub fn manifest(&self) -> &[u8] {
+    fn manifest(&self) -> &[u8] {
         &self.manifest
     }
 }
@@ -78,6 +78,11 @@ fn octal(field: &[u8]) -> Option<u64> {
     let digits = text.trim_matches(|c| c == '\0' || c == ' ');
     if digits.is_empty() {
         return Some(0);
+    }
+    // Octal digits only: `from_str_radix` would take a leading `+`, which
+    // Go's reader (the tool's and the device's) refuses.
+    if !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
     }
     u64::from_str_radix(digits, 8).ok()
 }
@@ -117,45 +122,113 @@ fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
 }
 
-/// Reads the artifact's first members. I/O errors are the tool's to report,
-/// in its words, as before this module existed.
-pub fn inspect(path: &Path) -> Inspection {
-    inspect_file(path).unwrap_or(Inspection::UseTool)
+/// At most this many members are looked at (an artifact has a handful).
+const MAX_MEMBERS: usize = 10_000;
+
+/// Reads every member header of the artifact open as `file` (seeking over
+/// the data), as the tool reads them all before it signs: only a
+/// well-formed tar (every header plain USTAR with a right checksum, every
+/// member's data inside the file, the end marker and nothing after it) with
+/// `version` then `manifest` first is signed here. Being cut short or not a
+/// tar at all is [`Inspection::UseTool`]; only other I/O errors are errors.
+fn inspect(file: &mut File) -> io::Result<Inspection> {
+    match walk(file) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Inspection::UseTool),
+        other => other,
+    }
 }
 
-fn inspect_file(path: &Path) -> io::Result<Inspection> {
-    let mut file = File::open(path)?;
+fn walk(file: &mut File) -> io::Result<Inspection> {
+    let len = file.metadata()?.len();
     let mut block = [0u8; BLOCK as usize];
-    let mut next = |file: &mut File| -> io::Result<Option<Option<Member>>> {
+    let mut offset = 0u64;
+    let mut manifest = None;
+    let mut signed = false;
+    for index in 0..MAX_MEMBERS {
+        file.seek(SeekFrom::Start(offset))?;
         file.read_exact(&mut block)?;
-        Ok(member(&block))
-    };
-    let Some(Some(version)) = next(&mut file)? else {
-        return Ok(Inspection::UseTool);
-    };
-    if version.name != b"version" || version.size > MAX_VERSION {
-        return Ok(Inspection::UseTool);
+        let member = match member(&block) {
+            Some(Some(member)) => member,
+            Some(None) => return Ok(Inspection::UseTool),
+            None => {
+                // The end marker is two zero blocks, and the file's end.
+                file.read_exact(&mut block)?;
+                let whole = block.iter().all(|&b| b == 0) && offset + 2 * BLOCK == len;
+                return Ok(match (whole, manifest, signed) {
+                    (false, _, _) | (_, None, _) => Inspection::UseTool,
+                    (true, Some(_), true) => Inspection::AlreadySigned,
+                    (true, Some((manifest, insert_at)), false) => Inspection::Native(Plan {
+                        manifest,
+                        insert_at,
+                    }),
+                });
+            }
+        };
+        let data_end = match (offset + BLOCK).checked_add(padded(member.size)) {
+            Some(end) if end <= len => end,
+            _ => return Ok(Inspection::UseTool),
+        };
+        match index {
+            0 if member.name == b"version" && member.size <= MAX_VERSION => {}
+            1 if member.name == b"manifest" && member.size <= MAX_MANIFEST => {
+                let mut bytes = vec![0u8; member.size as usize];
+                file.read_exact(&mut bytes)?;
+                manifest = Some((bytes, data_end));
+            }
+            0 | 1 => return Ok(Inspection::UseTool),
+            _ => signed |= member.name == b"manifest.sig",
+        }
+        offset = data_end;
     }
-    file.seek(SeekFrom::Current(padded(version.size) as i64))?;
-    let Some(Some(manifest)) = next(&mut file)? else {
-        return Ok(Inspection::UseTool);
+    Ok(Inspection::UseTool)
+}
+
+/// What [`sign_file`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The signed copy is written; its size.
+    Signed(u64),
+    /// The artifact has a `manifest.sig`.
+    AlreadySigned,
+    /// Not one for this module: `mender-artifact` must sign it.
+    UseTool,
+}
+
+/// Why [`sign_file`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeError {
+    /// The artifact could not be opened or read.
+    #[error("reading the artifact failed: {0}")]
+    Read(#[source] io::Error),
+    /// The signed copy could not be written (a full disk among others).
+    #[error("writing the signed artifact failed: {0}")]
+    Write(#[source] io::Error),
+    /// OpenSSL failed, or a signature did not verify.
+    #[error("signing the artifact's manifest failed: {0}")]
+    Sign(#[source] SignError),
+}
+
+/// Signs the artifact `input` into the new file `output` if it is one this
+/// module signs, reading it through one open handle (a file renamed over
+/// `input` meanwhile is not mixed in).
+pub fn sign_file(
+    input: &Path,
+    output: &Path,
+    key: &MenderKey,
+    cancelled: &AtomicBool,
+) -> Result<Outcome, NativeError> {
+    let mut src = File::open(input).map_err(NativeError::Read)?;
+    let plan = match inspect(&mut src).map_err(NativeError::Read)? {
+        Inspection::Native(plan) => plan,
+        Inspection::AlreadySigned => return Ok(Outcome::AlreadySigned),
+        Inspection::UseTool => return Ok(Outcome::UseTool),
     };
-    if manifest.name != b"manifest" || manifest.size > MAX_MANIFEST {
-        return Ok(Inspection::UseTool);
-    }
-    let mut bytes = vec![0u8; manifest.size as usize];
-    file.read_exact(&mut bytes)?;
-    let insert_at = BLOCK + padded(version.size) + BLOCK + padded(manifest.size);
-    file.seek(SeekFrom::Start(insert_at))?;
-    match next(&mut file) {
-        Ok(Some(Some(third))) if third.name == b"manifest.sig" => Ok(Inspection::AlreadySigned),
-        Ok(Some(Some(_))) | Ok(None) => Ok(Inspection::Native(Plan {
-            manifest: bytes,
-            insert_at,
-        })),
-        // Another header form next, or no end: the tool's to judge.
-        Ok(Some(None)) | Err(_) => Ok(Inspection::UseTool),
-    }
+    let signature = key
+        .manifest_sig(plan.manifest())
+        .map_err(NativeError::Sign)?;
+    write_signed(&mut src, &plan, &signature, output, cancelled)
+        .map(Outcome::Signed)
+        .map_err(NativeError::Write)
 }
 
 /// A key Mender signs with, as `mender-artifact` 3.9 takes them: RSA, or
@@ -244,30 +317,31 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
-/// Writes the signed copy of `input` to the new file `output` (mode 0600,
+/// Writes the signed copy of `src` (the file [`inspect`]ed) to the new file `output` (mode 0600,
 /// as the tool's): the members up to `manifest`, `manifest.sig` with
 /// `signature`, and the rest of `input`. Returns its size. The caller
 /// makes it durable. Stops between chunks once `cancelled` is set (the
 /// request went away: its directory is being removed).
-pub fn write_signed(
-    input: &Path,
+fn write_signed(
+    src: &mut File,
     plan: &Plan,
     signature: &[u8],
     output: &Path,
     cancelled: &AtomicBool,
 ) -> io::Result<u64> {
-    let src = File::open(input)?;
     let total = src.metadata()?.len();
+    src.seek(SeekFrom::Start(0))?;
+    let src = &*src;
     let dst = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(output)?;
-    let mut written = io::copy(&mut (&src).take(plan.insert_at), &mut &dst)?;
+    let mut written = io::copy(&mut src.take(plan.insert_at), &mut &dst)?;
     if written != plan.insert_at {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            "the artifact shrank while it was read",
+            "the artifact changed while it was signed",
         ));
     }
     let mut member = signature_header(signature.len() as u64).to_vec();
@@ -283,11 +357,11 @@ pub fn write_signed(
                 "the request ended before the signed copy was written",
             ));
         }
-        let chunk = io::copy(&mut (&src).take(WRITEBACK_CHUNK.min(left)), &mut &dst)?;
+        let chunk = io::copy(&mut src.take(WRITEBACK_CHUNK.min(left)), &mut &dst)?;
         if chunk == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "the artifact shrank while it was read",
+                "the artifact changed while it was signed",
             ));
         }
         start_writeback(&dst, written, chunk);
@@ -315,6 +389,10 @@ mod tests {
             copy[148..156].copy_from_slice(b"        ");
             copy.iter().map(|&b| b as u32).sum::<u32>()
         });
+    }
+
+    fn inspect_path(path: &Path) -> Inspection {
+        inspect(&mut File::open(path).unwrap()).unwrap()
     }
 
     /// A tar of `members` in USTAR form, as the tar crate writes it.
@@ -345,13 +423,19 @@ mod tests {
                 ("data/0000.tar.gz", &payload),
             ],
         );
-        let Inspection::Native(plan) = inspect(&input) else {
+        let Inspection::Native(plan) = inspect_path(&input) else {
             panic!("a plain artifact is signed natively");
         };
         assert_eq!(plan.manifest(), b"abc  header.tar.gz\n");
         let output = dir.path().join("out.mender");
-        let written =
-            write_signed(&input, &plan, b"c2ln", &output, &AtomicBool::new(false)).unwrap();
+        let written = write_signed(
+            &mut File::open(&input).unwrap(),
+            &plan,
+            b"c2ln",
+            &output,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         let (before, after) = (
             std::fs::read(&input).unwrap(),
             std::fs::read(&output).unwrap(),
@@ -376,12 +460,18 @@ mod tests {
                 "data/0000.tar.gz"
             ]
         );
-        assert!(matches!(inspect(&output), Inspection::AlreadySigned));
+        assert!(matches!(inspect_path(&output), Inspection::AlreadySigned));
 
         // A cancelled request's copy stops, and says why.
         let stopped = dir.path().join("stopped.mender");
-        let err =
-            write_signed(&input, &plan, b"c2ln", &stopped, &AtomicBool::new(true)).unwrap_err();
+        let err = write_signed(
+            &mut File::open(&input).unwrap(),
+            &plan,
+            b"c2ln",
+            &stopped,
+            &AtomicBool::new(true),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
     }
 
@@ -391,19 +481,60 @@ mod tests {
         let path = dir.path().join("a.mender");
         // Members out of order, a missing manifest, not a tar, cut short.
         ustar(&path, &[("manifest", b"m"), ("version", b"v")]);
-        assert!(matches!(inspect(&path), Inspection::UseTool));
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
         ustar(&path, &[("version", b"v"), ("header.tar.gz", b"h")]);
-        assert!(matches!(inspect(&path), Inspection::UseTool));
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
         std::fs::write(&path, b"this is not a tar archive").unwrap();
-        assert!(matches!(inspect(&path), Inspection::UseTool));
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
         ustar(&path, &[("version", b"v"), ("manifest", &[b'm'; 2000])]);
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..1024 + 512]).unwrap();
-        assert!(matches!(inspect(&path), Inspection::UseTool));
-        assert!(matches!(
-            inspect(&dir.path().join("missing")),
-            Inspection::UseTool
-        ));
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
+    }
+
+    #[test]
+    fn a_flaw_anywhere_in_the_tar_goes_to_the_tool_and_a_late_signature_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mender");
+        let good: &[(&str, &[u8])] = &[
+            ("version", b"v"),
+            ("manifest", b"m"),
+            ("header.tar.gz", b"h"),
+            ("data/0000.tar.gz", &[9u8; 5000]),
+        ];
+        ustar(&path, good);
+        assert!(matches!(inspect_path(&path), Inspection::Native(_)));
+        let whole = std::fs::read(&path).unwrap();
+        let data_header = 512 * 6; // version, manifest, header.tar.gz: a header and a block each
+
+        // Cut inside the last member's data; data after the end marker; a
+        // later header whose checksum is wrong, or whose size has a `+`.
+        std::fs::write(&path, &whole[..data_header + 512 + 100]).unwrap();
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
+        std::fs::write(&path, [&whole[..], b"trailing"].concat()).unwrap();
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
+        let mut bad = whole.clone();
+        bad[data_header] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
+        let mut plus = whole.clone();
+        plus[data_header + 124..data_header + 136].copy_from_slice(b"+0000011610\0");
+        let block: [u8; 512] = plus[data_header..data_header + 512].try_into().unwrap();
+        plus[data_header..data_header + 512].copy_from_slice(&resummed(block));
+        std::fs::write(&path, &plus).unwrap();
+        assert!(matches!(inspect_path(&path), Inspection::UseTool));
+
+        // A manifest.sig anywhere is a signed artifact, as the tool sees it.
+        ustar(
+            &path,
+            &[
+                ("version", b"v"),
+                ("manifest", b"m"),
+                ("header.tar.gz", b"h"),
+                ("manifest.sig", b"s"),
+            ],
+        );
+        assert!(matches!(inspect_path(&path), Inspection::AlreadySigned));
     }
 
     /// `h` with its checksum made right again.

@@ -251,7 +251,8 @@ fn artifacts_the_tool_wrote_are_signed_without_it_byte_for_byte_as_it_signs_them
     );
     let service = server(&keys, no_tool);
     let scratch = tempfile::tempdir().unwrap();
-    for (distro, payload) in [("rsa", 3_000_000), ("rsa", 0), ("ec", 200_000)] {
+    // 20 MB: several of the copy's 8 MiB chunks.
+    for (distro, payload) in [("rsa", 20_000_000), ("rsa", 0), ("ec", 200_000)] {
         let artifact = deploy.path().join("image.mender");
         make_artifact(&artifact, payload);
         let unsigned = scratch.path().join("unsigned.mender");
@@ -508,6 +509,15 @@ fn bad_requests_get_clear_4xx_and_leave_the_original_untouched() {
         "no server paths: {body}"
     );
     assert_eq!(std::fs::read(&junk).unwrap(), b"this is not a tar archive");
+
+    // Cut short (a copy still arriving): the tool reads it all and refuses.
+    let cut = deploy.path().join("cut.mender");
+    make_artifact(&cut, 100_000);
+    let whole = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() - 5000]).unwrap();
+    let (status, body) = sign(&service.url, "rsa", &uri(&cut));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(std::fs::read(&cut).unwrap(), &whole[..whole.len() - 5000]);
 
     // Already signed: refused, the signed file as it was.
     let artifact = deploy.path().join("image.mender");
