@@ -1,8 +1,8 @@
 //! A full disk, for real: `digsigserver` runs in a private mount namespace
 //! (`unshare --mount`, as root) with its work dir and upload spool on a
-//! 16 MiB tmpfs. An upload too big to spool and a tree too big to extract
-//! get a 507 that says so, nothing is left behind, and the next request
-//! that fits is signed.
+//! 16 MiB tmpfs. An upload too big to spool, a tree too big to extract and
+//! a Mender artifact with no room for its signed copy get a 507 that says
+//! so, nothing is left behind, and the next request that fits is signed.
 
 mod harness;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
@@ -26,31 +26,49 @@ fn targz(dir: &Path, out: &Path, what: &str) {
     );
 }
 
+/// The server, killed however the test ends (a failed assertion too), so
+/// that it does not outlive the test holding the test's stderr open.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let port = free_port();
-    let script = r#"mount -t tmpfs -o size=16m digsig-test "$MNT" && mkdir "$MNT/work" "$MNT/tmp" \
+    let script = r#"mount -t tmpfs -o size=16m digsig-test "$MNT" \
+        && mkdir "$MNT/work" "$MNT/tmp" "$MNT/deploy" \
         && exec "$BIN" --demo --address 127.0.0.1 --port "$PORT""#;
-    let mut server = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .env("MNT", &mnt)
-        .env("BIN", env!("CARGO_BIN_EXE_digsigserver"))
-        .env("PORT", port.to_string())
-        .env("DIGSIGSERVER_WORKDIR", mnt.join("work"))
-        .env("TMPDIR", mnt.join("tmp"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("unshare (util-linux) runs the server in its own mount namespace");
+    let mut server = KillOnDrop(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .env("MNT", &mnt)
+            .env("BIN", env!("CARGO_BIN_EXE_digsigserver"))
+            .env("PORT", port.to_string())
+            .env("DIGSIGSERVER_WORKDIR", mnt.join("work"))
+            .env("TMPDIR", mnt.join("tmp"))
+            .env(
+                "DIGSIGSERVER_MENDER_ALLOWED_URIS",
+                format!("file://{}", mnt.join("deploy").display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("unshare (util-linux) runs the server in its own mount namespace"),
+    );
     // (It needs root for the mount; its stderr says why if it stops.)
-    wait_listening(&mut server, port);
+    wait_listening(&mut server.0, port);
     let url = format!("http://127.0.0.1:{port}");
     // The server's view of its tmpfs, through its own root.
     let seen = Path::new("/proc")
-        .join(server.id().to_string())
+        .join(server.0.id().to_string())
         .join("root");
     let work = seen.join(mnt.strip_prefix("/").unwrap()).join("work");
     let spool = seen.join(mnt.strip_prefix("/").unwrap()).join("tmp");
@@ -116,6 +134,60 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
     }
     assert!(left().is_empty(), "left behind: {:?}", left());
 
+    // A Mender artifact with no room beside it for its signed copy (10 MB on
+    // the 16 MiB disk): 507, the artifact as it was, nothing beside it.
+    let deploy = seen.join(mnt.strip_prefix("/").unwrap()).join("deploy");
+    let payload = d.join("payload.bin");
+    servicekit::testing::run(
+        Command::new("sh")
+            .current_dir(d)
+            .args(["-c", "head -c 10000000 /dev/urandom > payload.bin"]),
+    );
+    let made = d.join("image.mender");
+    servicekit::testing::run(
+        Command::new("mender-artifact")
+            .args([
+                "write",
+                "module-image",
+                "-T",
+                "script",
+                "-n",
+                "r1",
+                "-t",
+                "board",
+            ])
+            .args(["--compression", "none", "-f"])
+            .arg(&payload)
+            .arg("-o")
+            .arg(&made),
+    );
+    std::fs::copy(&made, deploy.join("image.mender")).unwrap();
+    let (status, _, body) = curl(
+        &format!("{url}/sign/mender"),
+        &[
+            "-F",
+            "distro=demo",
+            "-F",
+            &format!(
+                "artifact-uri=file://{}/image.mender",
+                mnt.join("deploy").display()
+            ),
+        ],
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("disk is full"), "{text}");
+    assert!(
+        std::fs::read(deploy.join("image.mender")).unwrap() == std::fs::read(&made).unwrap(),
+        "the artifact is as it was"
+    );
+    let beside: Vec<_> = std::fs::read_dir(&deploy)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["image.mender"], "nothing is left beside it");
+    std::fs::remove_file(deploy.join("image.mender")).unwrap();
+
     // A request that fits is signed.
     let small = d.join("small/ta");
     std::fs::create_dir_all(&small).unwrap();
@@ -130,7 +202,6 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
             &format!("artifact=@{}", d.join("small.tar.gz").display()),
         ],
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }

@@ -35,6 +35,12 @@ pub enum TransferError {
         /// What failed.
         detail: String,
     },
+    /// The disk filled up while the signed copy was made durable (507).
+    #[error("making the signed copy of {location} durable")]
+    DiskFull {
+        /// The artifact.
+        location: String,
+    },
     /// Anything else on the way (500).
     #[error("moving {location}: {detail}")]
     Failed {
@@ -149,9 +155,16 @@ impl BesideCopy {
     /// Gives the copy the original's mode (and owner, where allowed),
     /// flushes it to disk and renames it over the original.
     pub fn replace_original(self) -> Result<(), TransferError> {
-        let failed = |e: io::Error| TransferError::Failed {
-            location: format!("file://{}", self.target.display()),
-            detail: e.to_string(),
+        let failed = |e: io::Error| {
+            let location = format!("file://{}", self.target.display());
+            // A delayed-allocation file system may only find out at fsync.
+            if servicekit::error::is_disk_full(&e) {
+                return TransferError::DiskFull { location };
+            }
+            TransferError::Failed {
+                location,
+                detail: e.to_string(),
+            }
         };
         let signed = self.path();
         let original = std::fs::metadata(&self.target).map_err(failed)?;

@@ -26,6 +26,7 @@ impl From<TransferError> for ServiceError {
             TransferError::Missing(_) => ServiceError::NotFound(msg),
             TransferError::Denied { .. } => ServiceError::Misconfigured(msg),
             TransferError::Unreachable { .. } => ServiceError::Unavailable(msg),
+            TransferError::DiskFull { .. } => ServiceError::disk_full(&msg),
             TransferError::Failed { .. } => ServiceError::Internal(msg),
         }
     }
