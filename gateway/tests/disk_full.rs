@@ -176,11 +176,55 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
     );
     let text = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(status, 507, "{text}");
-    assert!(text.contains("disk is full"), "{text}");
+    assert!(
+        text.contains("no room beside file://") && text.contains("is full"),
+        "{text}"
+    );
     assert!(
         std::fs::read(deploy.join("image.mender")).unwrap() == std::fs::read(&made).unwrap(),
         "the artifact is as it was"
     );
+    let beside: Vec<_> = std::fs::read_dir(&deploy)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["image.mender"], "nothing is left beside it");
+    std::fs::remove_file(deploy.join("image.mender")).unwrap();
+    // The same artifact with a PAX header, which only mender-artifact signs:
+    // its "no space left on device" is a 507 too, not the artifact's fault.
+    let pax = d.join("pax.mender");
+    servicekit::testing::run(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, tarfile\n\
+                 src = tarfile.open(sys.argv[1])\n\
+                 dst = tarfile.open(sys.argv[2], 'w', format=tarfile.PAX_FORMAT)\n\
+                 for m in src.getmembers():\n\
+                 \x20   if m.name == 'version': m.pax_headers = {'comment': 'digsig test'}\n\
+                 \x20   dst.addfile(m, src.extractfile(m))\n\
+                 dst.close()\n",
+            )
+            .arg(&made)
+            .arg(&pax),
+    );
+    std::fs::copy(&pax, deploy.join("image.mender")).unwrap();
+    let (status, _, body) = curl(
+        &format!("{url}/sign/mender"),
+        &[
+            "-F",
+            "distro=demo",
+            "-F",
+            &format!(
+                "artifact-uri=file://{}/image.mender",
+                mnt.join("deploy").display()
+            ),
+        ],
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("mender-artifact could not write"), "{text}");
+    assert!(std::fs::read(deploy.join("image.mender")).unwrap() == std::fs::read(&pax).unwrap());
     let beside: Vec<_> = std::fs::read_dir(&deploy)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -1,8 +1,9 @@
 //! RSA PKCS#1 v1.5 signatures whose blinding outlives the request.
 //!
 //! Keys are fetched and parsed per request and never kept (unless the
-//! operator turns the parsed-key cache on), so every SWUpdate request signs
-//! with a fresh OpenSSL key object, and OpenSSL sets up that object's
+//! operator turns the parsed-key cache on), so every SWUpdate request (and
+//! every Mender artifact signed natively) signs with a fresh OpenSSL key
+//! object, and OpenSSL sets up that object's
 //! blinding on its first signature: a random `r`, `A = r^e mod n` and the
 //! constant-time inverse `Ai = r^-1 mod n`. The inverse alone costs about as
 //! much as the signature (~0.25 ms for RSA-2048 here; BENCHMARKS.md).

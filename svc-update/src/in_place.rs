@@ -35,8 +35,9 @@ pub enum TransferError {
         /// What failed.
         detail: String,
     },
-    /// The disk filled up while the signed copy was made durable (507).
-    #[error("making the signed copy of {location} durable")]
+    /// The file system holding the artifact filled up while its signed copy
+    /// was written beside it or made durable (507).
+    #[error("there is no room beside {location} for its signed copy: the file system holding it is full (or over its quota); make room there (the copy needs as much space as the artifact) and try again")]
     DiskFull {
         /// The artifact.
         location: String,

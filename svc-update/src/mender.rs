@@ -14,7 +14,7 @@ use servicekit::{ServiceError, WorkDir};
 use tokio::sync::OnceCell;
 
 use crate::artifact_uri::{AllowedUris, ArtifactUri, ALLOWED_URIS_VAR};
-use crate::in_place::{self, BesideCopy, UploadPolicy};
+use crate::in_place::{self, BesideCopy, TransferError, UploadPolicy};
 use crate::mender_native::{self, MenderKey, NativeError, Outcome};
 use crate::mender_tool::{traditional_pem, MenderTool, MenderToolError, MENDER_ARTIFACT_VAR};
 
@@ -117,7 +117,7 @@ impl MenderSigner {
             ArtifactUri::File(path) => {
                 let copy = BesideCopy::reserve(path)?;
                 audit_file("artifact-before", path).await?;
-                if !signed_natively(path, &copy.path(), signer, copy.hold()).await? {
+                if !signed_natively(path, &copy.path(), signer, copy.hold(), Some(&shown)).await? {
                     let key_file = key_file(&pem, &work)?;
                     copy.while_written(self.config.tool.sign(
                         path,
@@ -146,7 +146,7 @@ impl MenderSigner {
                 let signed = work.path().join("signed.mender");
                 in_place::download(client, bucket, object, &unsigned).await?;
                 audit_file("artifact-before", &unsigned).await?;
-                if !signed_natively(&unsigned, &signed, signer, Arc::clone(&work)).await? {
+                if !signed_natively(&unsigned, &signed, signer, Arc::clone(&work), None).await? {
                     let key_file = key_file(&pem, &work)?;
                     self.config
                         .tool
@@ -171,12 +171,15 @@ fn key_file(pem: &[u8], work: &WorkDir) -> Result<keystore::TempKeyFile, Service
 
 /// Makes the signed copy of `input` at `output` here, for an artifact that
 /// `mender-artifact` wrote ([`mender_native`]); `false` if the tool must.
-/// `hold` keeps the directory `output` is in until the copy has stopped.
+/// `hold` keeps the directory `output` is in until the copy has stopped;
+/// `beside` names the artifact when that directory is beside it (`file://`),
+/// not in the work dir, so that a full disk is reported where it is.
 async fn signed_natively(
     input: &Path,
     output: &Path,
     key: MenderKey,
     hold: impl Send + 'static,
+    beside: Option<&str>,
 ) -> Result<bool, ServiceError> {
     // Set when this future ends, finished or dropped with the request, so
     // that a cancelled request's copy stops within a chunk.
@@ -199,11 +202,17 @@ async fn signed_natively(
         Ok(Outcome::Signed(_)) => Ok(true),
         Ok(Outcome::UseTool) => Ok(false),
         Ok(Outcome::AlreadySigned) => Err(MenderToolError::AlreadySigned.into()),
-        // The io::Error itself, so that a full disk is a 507.
-        Err(NativeError::Write(e)) => Err(ServiceError::internal_from(
-            "writing the signed artifact failed",
-            e,
-        )),
+        Err(NativeError::Write(e)) => match beside {
+            Some(location) if servicekit::error::is_disk_full(&e) => Err(TransferError::DiskFull {
+                location: location.to_string(),
+            }
+            .into()),
+            // The io::Error itself, so that a full work dir is a 507 too.
+            _ => Err(ServiceError::internal_from(
+                "writing the signed artifact failed",
+                e,
+            )),
+        },
         Err(e) => Err(ServiceError::internal_from(
             "signing the artifact natively failed",
             e,

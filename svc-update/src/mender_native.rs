@@ -57,6 +57,8 @@ struct Plan {
     manifest: Vec<u8>,
     /// The offset just past `manifest`'s data and padding.
     insert_at: u64,
+    /// The size walked and found whole: exactly this much is copied.
+    len: u64,
 }
 
 impl Plan {
@@ -67,7 +69,7 @@ impl Plan {
 }
 
 /// A member header this module understands: a regular file in plain USTAR
-/// (or pre-POSIX) form, its name in the name field alone.
+/// form, its name in the name field alone.
 struct Member {
     name: Vec<u8>,
     size: u64,
@@ -107,8 +109,15 @@ fn member(block: &[u8; BLOCK as usize]) -> Option<Option<Member>> {
         .sum();
     let regular = matches!(block[156], b'0' | 0);
     let prefix_empty = block[345] == 0;
+    // USTAR as Go writes it ("ustar\0" "00"); GNU and pre-POSIX headers go
+    // to the tool.
+    let ustar = &block[257..265] == b"ustar\x0000";
+    // Go's reader refuses a header whose numeric fields are not octal.
+    let numeric = [100..108, 108..116, 116..124, 136..148]
+        .into_iter()
+        .all(|field| octal(&block[field]).is_some());
     let size = octal(&block[124..136]);
-    if stored != Some(sum) || !regular || !prefix_empty {
+    if stored != Some(sum) || !regular || !prefix_empty || !ustar || !numeric {
         return Some(None);
     }
     let name_len = block[..100].iter().position(|&b| b == 0).unwrap_or(100);
@@ -160,6 +169,7 @@ fn walk(file: &mut File) -> io::Result<Inspection> {
                     (true, Some((manifest, insert_at)), false) => Inspection::Native(Plan {
                         manifest,
                         insert_at,
+                        len,
                     }),
                 });
             }
@@ -329,7 +339,7 @@ fn write_signed(
     output: &Path,
     cancelled: &AtomicBool,
 ) -> io::Result<u64> {
-    let total = src.metadata()?.len();
+    let total = plan.len;
     src.seek(SeekFrom::Start(0))?;
     let src = &*src;
     let dst = std::fs::OpenOptions::new()
@@ -556,6 +566,12 @@ mod tests {
         assert!(matches!(member(&resummed(h)), Some(None)));
         let mut h = signature_header(10);
         h[345] = b'a'; // a USTAR prefix
+        assert!(matches!(member(&resummed(h)), Some(None)));
+        let mut h = signature_header(10);
+        h[100..108].copy_from_slice(b"06x4\0\0\0\0"); // a mode Go would refuse
+        assert!(matches!(member(&resummed(h)), Some(None)));
+        let mut h = signature_header(10);
+        h[257..265].copy_from_slice(b"ustar  \0"); // GNU's magic
         assert!(matches!(member(&resummed(h)), Some(None)));
         let mut h = signature_header(10);
         h[0] = b'M'; // the checksum no longer matches

@@ -43,6 +43,9 @@ pub enum MenderToolError {
     /// The artifact was signed before; `mender-artifact` refuses (422).
     #[error("the artifact is already signed (it has a manifest.sig); it is not signed again: upload the unsigned artifact")]
     AlreadySigned,
+    /// The tool ran out of room for its output (507).
+    #[error("mender-artifact could not write the signed copy: the file system it writes to (beside a file:// artifact, the work dir for s3://) is full or over its quota; make room and try again ({0})")]
+    DiskFull(String),
     /// The tool rejected the input, most likely not a Mender artifact (422).
     #[error("mender-artifact could not sign the artifact: {0}")]
     Rejected(String),
@@ -115,6 +118,19 @@ impl MenderTool {
         let message = output_text
             .replace(&*input.to_string_lossy(), shown)
             .replace(&*key.to_string_lossy(), "<key>");
+        // Go's words for ENOSPC and EDQUOT: the server's disk, not the
+        // client's artifact.
+        let lower = message.to_lowercase();
+        if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
+            return Err(MenderToolError::DiskFull(
+                message
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ));
+        }
         Err(MenderToolError::Rejected(if message.is_empty() {
             err.to_string()
         } else {

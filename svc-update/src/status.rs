@@ -26,7 +26,7 @@ impl From<TransferError> for ServiceError {
             TransferError::Missing(_) => ServiceError::NotFound(msg),
             TransferError::Denied { .. } => ServiceError::Misconfigured(msg),
             TransferError::Unreachable { .. } => ServiceError::Unavailable(msg),
-            TransferError::DiskFull { .. } => ServiceError::disk_full(&msg),
+            TransferError::DiskFull { .. } => ServiceError::InsufficientStorage(msg),
             TransferError::Failed { .. } => ServiceError::Internal(msg),
         }
     }
@@ -42,6 +42,7 @@ impl From<MenderToolError> for ServiceError {
             MenderToolError::NotInstalled | MenderToolError::Failed(_) => {
                 ServiceError::Misconfigured(msg)
             }
+            MenderToolError::DiskFull(_) => ServiceError::InsufficientStorage(msg),
         }
     }
 }

@@ -584,6 +584,53 @@ fn bad_requests_get_clear_4xx_and_leave_the_original_untouched() {
     assert!(left.is_empty(), "left beside the artifacts: {left:?}");
 }
 
+#[test]
+fn a_native_signing_cut_short_leaves_the_artifact_as_it_was_and_nothing_beside_it() {
+    // Dropped a few milliseconds in, during the kernel's copy of 32 MB (the
+    // gateway's domain timeout does this): the copy stops, its directory
+    // goes, the original is untouched.
+    let keys = Keys::new();
+    let deploy = tempfile::tempdir().unwrap();
+    let signer = svc_update::mender::MenderSigner::new(config(&allow_dir(deploy.path())));
+    let artifact = deploy.path().join("image.mender");
+    make_artifact(&artifact, 32_000_000);
+    let before = std::fs::read(&artifact).unwrap();
+    let key = keystore::KeyMaterial::new(
+        "private.key",
+        std::fs::read(keys.root.path().join("rsa/mender/private.key")).unwrap(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outcome = rt.block_on(async {
+        let target = signer
+            .authorize(&format!("file://{}", artifact.display()))
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_millis(3),
+            signer.sign(&target, &key),
+        )
+        .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while listing(deploy.path()).len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        listing(deploy.path()),
+        vec!["image.mender"],
+        "nothing beside it"
+    );
+    if outcome.is_err() {
+        assert!(
+            std::fs::read(&artifact).unwrap() == before,
+            "the original is untouched"
+        );
+    } else {
+        // Finished within 3 ms after all: then it must be signed.
+        assert!(validate(&artifact, &keys.public("rsa")).0);
+    }
+}
+
 /// Whether `pid` is gone or a zombie (killed, not yet reaped).
 fn is_dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
