@@ -61,13 +61,22 @@ pub struct ChunkedGzWriter<W: Write> {
     /// a reply shorter than a member, which then starts no threads), and
     /// every member if no thread can be started.
     local: Option<MemberCompressor>,
-    pool: Option<Pool>,
-    /// No compression thread could be started: every member is compressed
-    /// here.
-    no_pool: bool,
+    threads: Threads,
     /// Buffers back from the pool, reused for the next members.
     spare: Vec<Vec<u8>>,
     stored: u64,
+}
+
+/// The compression threads, started with the first member that is not
+/// the last.
+enum Threads {
+    /// No member has needed them yet.
+    NotStarted,
+    /// Compressing members in the background.
+    Running(Pool),
+    /// None could be started: every member is compressed on the caller's
+    /// thread.
+    Unavailable,
 }
 
 /// A gzip member's header: deflate, no name, no time, unknown OS (as
@@ -281,8 +290,7 @@ impl<W: Write> ChunkedGzWriter<W> {
             pending: Vec::with_capacity(MEMBER_BYTES),
             members: 0,
             local: None,
-            pool: None,
-            no_pool: false,
+            threads: Threads::NotStarted,
             spare: Vec::new(),
             stored: 0,
         }
@@ -291,11 +299,13 @@ impl<W: Write> ChunkedGzWriter<W> {
     /// Hands the pending bytes to the pool as the next member, first
     /// writing out the oldest members if as many as allowed are in flight.
     fn submit_member(&mut self) -> io::Result<()> {
-        if self.pool.is_none() && !self.no_pool {
-            self.pool = Pool::start(self.level);
-            self.no_pool = self.pool.is_none();
+        if let Threads::NotStarted = self.threads {
+            self.threads = match Pool::start(self.level) {
+                Some(pool) => Threads::Running(pool),
+                None => Threads::Unavailable,
+            };
         }
-        let Some(pool) = self.pool.as_mut() else {
+        let Threads::Running(pool) = &mut self.threads else {
             return self.write_here();
         };
         while pool.in_flight.len() >= pool.limit {
@@ -355,7 +365,9 @@ impl<W: Write> ChunkedGzWriter<W> {
 
     /// Writes what is pending and returns the sink.
     pub fn finish(mut self) -> io::Result<W> {
-        if let Some(mut pool) = self.pool.take() {
+        if let Threads::Running(mut pool) =
+            std::mem::replace(&mut self.threads, Threads::NotStarted)
+        {
             while let Some(done) = pool.in_flight.pop_front() {
                 Self::write_done(&mut self.out, &mut self.spare, &mut self.stored, done)?;
             }
