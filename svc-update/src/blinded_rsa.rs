@@ -66,6 +66,12 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
+/// Whether `rsa` is long enough for a PKCS#1 v1.5 signature over SHA-256
+/// (a 62-byte block: 496 bits).
+pub fn can_sign_sha256(rsa: &Rsa<Private>) -> bool {
+    rsa.size() as usize >= SHA256_DIGEST_INFO.len() + 32 + 11
+}
+
 /// Why a signature could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -193,6 +199,11 @@ impl BlindedRsa {
         public.extend_from_slice(&n);
         public.extend_from_slice(&rsa.e().to_vec());
         Self { rsa, public }
+    }
+
+    /// The key itself (to write it out for a vendor tool).
+    pub fn key(&self) -> &Rsa<Private> {
+        &self.rsa
     }
 
     /// The PKCS#1 v1.5 signature over the SHA-256 of `data`: the same bytes

@@ -4,7 +4,6 @@
 //! signed copy in its place.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,11 +11,12 @@ use keystore::{KeyMaterial, S3Options};
 use servicekit::config::ConfigError;
 use servicekit::{ServiceError, WorkDir};
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 use crate::artifact_uri::{AllowedUris, ArtifactUri, ALLOWED_URIS_VAR};
 use crate::in_place::{self, BesideCopy, TransferError, UploadPolicy};
 use crate::mender_native::{self, MenderKey, NativeError, Outcome};
-use crate::mender_tool::{traditional_pem, MenderTool, MenderToolError, MENDER_ARTIFACT_VAR};
+use crate::mender_tool::{MenderTool, MenderToolError, MENDER_ARTIFACT_VAR};
 
 /// How long `mender-artifact` may run on one artifact (the update domain's
 /// timeout, as the gateway reads it).
@@ -105,7 +105,9 @@ impl MenderSigner {
         // Checked first, whichever way the artifact is signed: a key the
         // tool cannot use is the operator's problem before any work is done.
         let signer = MenderKey::parse(key.bytes())?;
-        let pem = traditional_pem(key.bytes())?;
+        let pem = signer
+            .traditional_pem()
+            .map_err(|e| ServiceError::internal_from("writing the key as PEM failed", e))?;
         let work = WorkDir::create(&self.config.workdir_base).map_err(|e| {
             ServiceError::Misconfigured(format!(
                 "cannot create a work directory under {}: {e}",
@@ -181,16 +183,10 @@ async fn signed_natively(
     hold: impl Send + 'static,
     beside: Option<&str>,
 ) -> Result<bool, ServiceError> {
-    // Set when this future ends, finished or dropped with the request, so
-    // that a cancelled request's copy stops within a chunk.
-    struct SetOnDrop(Arc<AtomicBool>);
-    impl Drop for SetOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let ended = SetOnDrop(Arc::new(AtomicBool::new(false)));
-    let cancelled = Arc::clone(&ended.0);
+    // Cancelled when this future ends, finished or dropped with the
+    // request, so that a cancelled request's copy stops within a chunk.
+    let cancelled = CancellationToken::new();
+    let _cancel_on_drop = cancelled.clone().drop_guard();
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
     let outcome = tokio::task::spawn_blocking(move || {
         let _hold = hold;
@@ -199,7 +195,7 @@ async fn signed_natively(
     .await
     .map_err(ServiceError::internal)?;
     match outcome {
-        Ok(Outcome::Signed(_)) => Ok(true),
+        Ok(Outcome::Signed) => Ok(true),
         Ok(Outcome::UseTool) => Ok(false),
         Ok(Outcome::AlreadySigned) => Err(MenderToolError::AlreadySigned.into()),
         Err(NativeError::Write(e)) => match beside {

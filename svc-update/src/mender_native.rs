@@ -18,19 +18,21 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use keystore::SignType;
 use openssl::ec::EcKey;
 use openssl::ecdsa::EcdsaSig;
+use openssl::error::ErrorStack;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, Private};
 use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
-use crate::blinded_rsa::{BlindedRsa, SignError};
+use crate::blinded_rsa::{can_sign_sha256, BlindedRsa, SignError};
+use crate::in_place::start_writeback;
 
 const BLOCK: u64 = 512;
 /// `version` is a line of JSON; anything bigger is not one of the tool's.
@@ -91,12 +93,10 @@ fn octal(field: &[u8]) -> Option<u64> {
 
 /// `None` for the end of the archive, `Some(None)` for a header of another
 /// form (PAX, GNU, a prefix, a bad checksum, not a regular file).
-fn member(block: &[u8; BLOCK as usize]) -> Option<Option<Member>> {
-    if block.iter().all(|&b| b == 0) {
-        return None;
-    }
-    let stored = octal(&block[148..156]);
-    let sum: u64 = block
+/// A header's checksum: the sum of its bytes, its checksum field counted
+/// as spaces.
+fn checksum(block: &[u8; BLOCK as usize]) -> u64 {
+    block
         .iter()
         .enumerate()
         .map(|(i, &b)| {
@@ -106,7 +106,15 @@ fn member(block: &[u8; BLOCK as usize]) -> Option<Option<Member>> {
                 b as u64
             }
         })
-        .sum();
+        .sum()
+}
+
+fn member(block: &[u8; BLOCK as usize]) -> Option<Option<Member>> {
+    if block.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let stored = octal(&block[148..156]);
+    let sum = checksum(block);
     let regular = matches!(block[156], b'0' | 0);
     let prefix_empty = block[345] == 0;
     // USTAR as Go writes it ("ustar\0" "00"); GNU and pre-POSIX headers go
@@ -196,8 +204,8 @@ fn walk(file: &mut File) -> io::Result<Inspection> {
 /// What [`sign_file`] did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The signed copy is written; its size.
-    Signed(u64),
+    /// The signed copy is written.
+    Signed,
     /// The artifact has a `manifest.sig`.
     AlreadySigned,
     /// Not one for this module: `mender-artifact` must sign it.
@@ -225,7 +233,7 @@ pub fn sign_file(
     input: &Path,
     output: &Path,
     key: &MenderKey,
-    cancelled: &AtomicBool,
+    cancelled: &CancellationToken,
 ) -> Result<Outcome, NativeError> {
     let mut src = File::open(input).map_err(NativeError::Read)?;
     let plan = match inspect(&mut src).map_err(NativeError::Read)? {
@@ -237,7 +245,7 @@ pub fn sign_file(
         .manifest_sig(plan.manifest())
         .map_err(NativeError::Sign)?;
     write_signed(&mut src, &plan, &signature, output, cancelled)
-        .map(Outcome::Signed)
+        .map(|_| Outcome::Signed)
         .map_err(NativeError::Write)
 }
 
@@ -257,9 +265,16 @@ impl MenderKey {
         let key =
             servicekit::private_key::parse(bytes).map_err(|_| unusable(KeyProblem::NotAKey))?;
         match key.id() {
-            Id::RSA => Ok(Self::Rsa(BlindedRsa::new(
-                key.rsa().map_err(|_| unusable(KeyProblem::NotAKey))?,
-            ))),
+            Id::RSA => {
+                let rsa = key.rsa().map_err(|_| unusable(KeyProblem::NotAKey))?;
+                if !can_sign_sha256(&rsa) {
+                    return Err(unusable(KeyProblem::WrongType {
+                        found: "RSA (under 496 bits)",
+                        needs: "Mender needs an RSA key of at least 512 bits",
+                    }));
+                }
+                Ok(Self::Rsa(BlindedRsa::new(rsa)))
+            }
             Id::EC => {
                 let ec = key.ec_key().map_err(|_| unusable(KeyProblem::NotAKey))?;
                 if ec.group().curve_name() != Some(Nid::X9_62_PRIME256V1) {
@@ -275,6 +290,16 @@ impl MenderKey {
                 needs: "Mender artifacts are signed with RSA or ECDSA keys",
             })),
         }
+    }
+
+    /// The key as `mender-artifact` 3.9 reads it: traditional PEM (PKCS#1 or
+    /// SEC1), which it needs even where the key store holds PKCS#8.
+    pub fn traditional_pem(&self) -> Result<Zeroizing<Vec<u8>>, ErrorStack> {
+        match self {
+            Self::Rsa(rsa) => rsa.key().private_key_to_pem(),
+            Self::P256(ec) => ec.private_key_to_pem(),
+        }
+        .map(Zeroizing::new)
     }
 
     /// The contents of `manifest.sig` for `manifest`.
@@ -307,24 +332,9 @@ fn signature_header(size: u64) -> [u8; BLOCK as usize] {
     h[263..265].copy_from_slice(b"00");
     h[329..337].copy_from_slice(b"0000000\0");
     h[337..345].copy_from_slice(b"0000000\0");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    let sum = checksum(&h);
     h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     h
-}
-
-/// Asks the kernel to start writing `len` bytes at `offset` of `file` to
-/// disk, without waiting (errors only lose the head start).
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    // SAFETY: a valid descriptor; the call only schedules I/O.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
 }
 
 /// Writes the signed copy of `src` (the file [`inspect`]ed) to the new file `output` (mode 0600,
@@ -337,7 +347,7 @@ fn write_signed(
     plan: &Plan,
     signature: &[u8],
     output: &Path,
-    cancelled: &AtomicBool,
+    cancelled: &CancellationToken,
 ) -> io::Result<u64> {
     let total = plan.len;
     src.seek(SeekFrom::Start(0))?;
@@ -361,7 +371,7 @@ fn write_signed(
     written += member.len() as u64;
     let mut left = total.saturating_sub(plan.insert_at);
     while left > 0 {
-        if cancelled.load(Ordering::Relaxed) {
+        if cancelled.is_cancelled() {
             return Err(io::Error::new(
                 io::ErrorKind::Interrupted,
                 "the request ended before the signed copy was written",
@@ -384,6 +394,36 @@ fn write_signed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkcs8_keys_become_the_traditional_pem_the_tool_reads() {
+        use openssl::ec::EcGroup;
+        use openssl::pkey::PKey;
+        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let pkcs8 = rsa.private_key_to_pem_pkcs8().unwrap();
+        assert!(pkcs8.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let pem = MenderKey::parse(&pkcs8).unwrap().traditional_pem().unwrap();
+        assert!(pem.starts_with(b"-----BEGIN RSA PRIVATE KEY-----"));
+
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let key = MenderKey::parse(&ec.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let pem = key.traditional_pem().unwrap();
+        assert!(pem.starts_with(b"-----BEGIN EC PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn other_keys_are_refused_by_type() {
+        let ed = openssl::pkey::PKey::generate_ed25519().unwrap();
+        let err = MenderKey::parse(&ed.private_key_to_pem_pkcs8().unwrap())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("Ed25519"), "{err}");
+        assert!(matches!(
+            MenderKey::parse(b"-----BEGIN CERTIFICATE-----\n").map_err(|e| e.problem),
+            Err(KeyProblem::NotAKey)
+        ));
+    }
 
     #[test]
     fn the_signature_header_is_a_valid_ustar_header_for_its_size() {
@@ -443,7 +483,7 @@ mod tests {
             &plan,
             b"c2ln",
             &output,
-            &AtomicBool::new(false),
+            &CancellationToken::new(),
         )
         .unwrap();
         let (before, after) = (
@@ -479,7 +519,11 @@ mod tests {
             &plan,
             b"c2ln",
             &stopped,
-            &AtomicBool::new(true),
+            &{
+                let cancelled = CancellationToken::new();
+                cancelled.cancel();
+                cancelled
+            },
         )
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
@@ -549,8 +593,7 @@ mod tests {
 
     /// `h` with its checksum made right again.
     fn resummed(mut h: [u8; 512]) -> [u8; 512] {
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        let sum = checksum(&h);
         h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         h
     }

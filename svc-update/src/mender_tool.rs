@@ -1,38 +1,13 @@
-//! Running `mender-artifact sign`, the vendor tool, and giving it a key in
-//! the one form it reads.
+//! Running `mender-artifact sign`, the vendor tool (its key in the one form
+//! it reads comes from `MenderKey::traditional_pem`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keystore::SignType;
-use openssl::pkey::Id;
-use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
 use servicekit::{ToolError, ToolRun};
-use zeroize::Zeroizing;
 
 /// The variable naming the `mender-artifact` binary (default: found on PATH).
 pub const MENDER_ARTIFACT_VAR: &str = "DIGSIGSERVER_MENDER_ARTIFACT";
-
-/// Rewrites a PEM private key in the "traditional" form `mender-artifact`
-/// 3.9 insists on (`BEGIN RSA PRIVATE KEY` / `BEGIN EC PRIVATE KEY`): it
-/// refuses PKCS#8 (`BEGIN PRIVATE KEY`), which is what `openssl genpkey`
-/// writes today. The bytes are wiped when dropped.
-pub fn traditional_pem(key: &[u8]) -> Result<Zeroizing<Vec<u8>>, UnusableKey> {
-    let unusable = |problem| UnusableKey::new(SignType::Mender, "private.key", problem);
-    let pkey = servicekit::private_key::parse(key).map_err(|_| unusable(KeyProblem::NotAKey))?;
-    let pem = match pkey.id() {
-        Id::RSA => pkey.rsa().and_then(|k| k.private_key_to_pem()),
-        Id::EC => pkey.ec_key().and_then(|k| k.private_key_to_pem()),
-        other => {
-            return Err(unusable(KeyProblem::WrongType {
-                found: key_type_name(other),
-                needs: "Mender artifacts are signed with RSA or ECDSA keys",
-            }))
-        }
-    };
-    pem.map(Zeroizing::new)
-        .map_err(|_| unusable(KeyProblem::NotAKey))
-}
 
 /// Why `mender-artifact sign` did not produce a signed artifact.
 #[derive(Debug, thiserror::Error)]
@@ -136,39 +111,5 @@ impl MenderTool {
         } else {
             message
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-
-    #[test]
-    fn pkcs8_keys_become_traditional_pem() {
-        let rsa = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let pkcs8 = rsa.private_key_to_pem_pkcs8().unwrap();
-        assert!(pkcs8.starts_with(b"-----BEGIN PRIVATE KEY-----"));
-        let pem = traditional_pem(&pkcs8).unwrap();
-        assert!(pem.starts_with(b"-----BEGIN RSA PRIVATE KEY-----"));
-
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let pem = traditional_pem(&ec.private_key_to_pem_pkcs8().unwrap()).unwrap();
-        assert!(pem.starts_with(b"-----BEGIN EC PRIVATE KEY-----"));
-    }
-
-    #[test]
-    fn other_keys_are_refused_by_type() {
-        let ed = PKey::generate_ed25519().unwrap();
-        let err = traditional_pem(&ed.private_key_to_pem_pkcs8().unwrap()).unwrap_err();
-        assert!(err.to_string().contains("Ed25519"), "{err}");
-        assert!(matches!(
-            traditional_pem(b"-----BEGIN CERTIFICATE-----\n").map_err(|e| e.problem),
-            Err(KeyProblem::NotAKey)
-        ));
     }
 }

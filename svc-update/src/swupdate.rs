@@ -15,7 +15,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use servicekit::private_key::{key_type_name, KeyProblem, UnusableKey};
 
-use crate::blinded_rsa::{BlindedRsa, SignError};
+use crate::blinded_rsa::{can_sign_sha256, BlindedRsa, SignError};
 
 fn unusable(file: &str, problem: KeyProblem) -> UnusableKey {
     UnusableKey::new(SignType::Swupdate, file, problem)
@@ -49,8 +49,7 @@ impl RsaSigner {
         const FILE: &str = "rsa-private.key";
         let key = private_key(key, FILE)?;
         match key.rsa() {
-            // 62 bytes of PKCS#1 v1.5 block for a SHA-256 DigestInfo.
-            Ok(rsa) if key.id() == openssl::pkey::Id::RSA && rsa.n().num_bits() < 496 => {
+            Ok(rsa) if key.id() == openssl::pkey::Id::RSA && !can_sign_sha256(&rsa) => {
                 Err(unusable(
                     FILE,
                     KeyProblem::WrongType {
