@@ -7,6 +7,8 @@
 mod harness;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
+#[path = "../../svc-update/tests/common/mod.rs"]
+mod mender_common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -137,100 +139,44 @@ fn a_full_disk_is_a_507_that_leaves_nothing_behind() {
     // A Mender artifact with no room beside it for its signed copy (10 MB on
     // the 16 MiB disk): 507, the artifact as it was, nothing beside it.
     let deploy = seen.join(mnt.strip_prefix("/").unwrap()).join("deploy");
-    let payload = d.join("payload.bin");
-    servicekit::testing::run(
-        Command::new("sh")
-            .current_dir(d)
-            .args(["-c", "head -c 10000000 /dev/urandom > payload.bin"]),
-    );
     let made = d.join("image.mender");
-    servicekit::testing::run(
-        Command::new("mender-artifact")
-            .args([
-                "write",
-                "module-image",
-                "-T",
-                "script",
-                "-n",
-                "r1",
-                "-t",
-                "board",
-            ])
-            .args(["--compression", "none", "-f"])
-            .arg(&payload)
-            .arg("-o")
-            .arg(&made),
-    );
-    std::fs::copy(&made, deploy.join("image.mender")).unwrap();
-    let (status, _, body) = curl(
-        &format!("{url}/sign/mender"),
-        &[
-            "-F",
-            "distro=demo",
-            "-F",
-            &format!(
-                "artifact-uri=file://{}/image.mender",
-                mnt.join("deploy").display()
-            ),
-        ],
-    );
-    let text = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(status, 507, "{text}");
-    assert!(
-        text.contains("no room beside file://") && text.contains("is full"),
-        "{text}"
-    );
-    assert!(
-        std::fs::read(deploy.join("image.mender")).unwrap() == std::fs::read(&made).unwrap(),
-        "the artifact is as it was"
-    );
-    let beside: Vec<_> = std::fs::read_dir(&deploy)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(beside, ["image.mender"], "nothing is left beside it");
-    std::fs::remove_file(deploy.join("image.mender")).unwrap();
+    mender_common::make_artifact(&made, 10_000_000);
+    // Signs a copy of `original` in the deploy dir, on the full disk: a 507
+    // saying `says`, the copy as it was, nothing beside it.
+    let no_room = |original: &Path, says: &str| {
+        std::fs::copy(original, deploy.join("image.mender")).unwrap();
+        let (status, _, body) = curl(
+            &format!("{url}/sign/mender"),
+            &[
+                "-F",
+                "distro=demo",
+                "-F",
+                &format!(
+                    "artifact-uri=file://{}/image.mender",
+                    mnt.join("deploy").display()
+                ),
+            ],
+        );
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 507, "{text}");
+        assert!(text.contains(says), "{text}");
+        assert!(
+            std::fs::read(deploy.join("image.mender")).unwrap() == std::fs::read(original).unwrap(),
+            "the artifact is as it was"
+        );
+        let beside: Vec<_> = std::fs::read_dir(&deploy)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(beside, ["image.mender"], "nothing is left beside it");
+        std::fs::remove_file(deploy.join("image.mender")).unwrap();
+    };
+    no_room(&made, "no room beside file://");
     // The same artifact with a PAX header, which only mender-artifact signs:
     // its "no space left on device" is a 507 too, not the artifact's fault.
     let pax = d.join("pax.mender");
-    servicekit::testing::run(
-        Command::new("python3")
-            .arg("-c")
-            .arg(
-                "import sys, tarfile\n\
-                 src = tarfile.open(sys.argv[1])\n\
-                 dst = tarfile.open(sys.argv[2], 'w', format=tarfile.PAX_FORMAT)\n\
-                 for m in src.getmembers():\n\
-                 \x20   if m.name == 'version': m.pax_headers = {'comment': 'digsig test'}\n\
-                 \x20   dst.addfile(m, src.extractfile(m))\n\
-                 dst.close()\n",
-            )
-            .arg(&made)
-            .arg(&pax),
-    );
-    std::fs::copy(&pax, deploy.join("image.mender")).unwrap();
-    let (status, _, body) = curl(
-        &format!("{url}/sign/mender"),
-        &[
-            "-F",
-            "distro=demo",
-            "-F",
-            &format!(
-                "artifact-uri=file://{}/image.mender",
-                mnt.join("deploy").display()
-            ),
-        ],
-    );
-    let text = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(status, 507, "{text}");
-    assert!(text.contains("mender-artifact could not write"), "{text}");
-    assert!(std::fs::read(deploy.join("image.mender")).unwrap() == std::fs::read(&pax).unwrap());
-    let beside: Vec<_> = std::fs::read_dir(&deploy)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(beside, ["image.mender"], "nothing is left beside it");
-    std::fs::remove_file(deploy.join("image.mender")).unwrap();
+    mender_common::with_pax_header(&made, &pax);
+    no_room(&pax, "mender-artifact could not write");
 
     // A request that fits is signed.
     let small = d.join("small/ta");

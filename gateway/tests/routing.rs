@@ -6,6 +6,8 @@
 mod harness;
 #[path = "../../svc-kmod/tests/common/mod.rs"]
 mod kmod_common;
+#[path = "../../svc-update/tests/common/mod.rs"]
+mod mender_common;
 #[path = "../../svc-optee/tests/common/mod.rs"]
 mod optee_common;
 
@@ -466,21 +468,7 @@ fn mender_artifacts_are_signed_in_place_in_both_modes() {
     let routed = TestGateway::start(Some(&uri), move |c| c.route(Domain::Update, service_url));
     for (mode, gw) in [("embedded", &embedded), ("routed", &routed)] {
         let artifact = deploy.join(format!("{mode}.mender"));
-        std::fs::write(deploy.join("payload"), mode).unwrap();
-        run(std::process::Command::new("mender-artifact")
-            .current_dir(&deploy)
-            .args([
-                "write",
-                "module-image",
-                "-T",
-                "script",
-                "-n",
-                "r1",
-                "-t",
-                "board",
-            ])
-            .args(["-f", "payload", "-o"])
-            .arg(&artifact));
+        mender_common::make_artifact(&artifact, 1000);
         // mendersign.bbclass's call, for a build farm on the same host.
         let out = run(std::process::Command::new("curl")
             .args([

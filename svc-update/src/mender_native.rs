@@ -478,14 +478,16 @@ mod tests {
         };
         assert_eq!(plan.manifest(), b"abc  header.tar.gz\n");
         let output = dir.path().join("out.mender");
-        let written = write_signed(
-            &mut File::open(&input).unwrap(),
-            &plan,
-            b"c2ln",
-            &output,
-            &CancellationToken::new(),
-        )
-        .unwrap();
+        let copy = |to: &Path, cancelled: &CancellationToken| {
+            write_signed(
+                &mut File::open(&input).unwrap(),
+                &plan,
+                b"c2ln",
+                to,
+                cancelled,
+            )
+        };
+        let written = copy(&output, &CancellationToken::new()).unwrap();
         let (before, after) = (
             std::fs::read(&input).unwrap(),
             std::fs::read(&output).unwrap(),
@@ -514,18 +516,9 @@ mod tests {
 
         // A cancelled request's copy stops, and says why.
         let stopped = dir.path().join("stopped.mender");
-        let err = write_signed(
-            &mut File::open(&input).unwrap(),
-            &plan,
-            b"c2ln",
-            &stopped,
-            &{
-                let cancelled = CancellationToken::new();
-                cancelled.cancel();
-                cancelled
-            },
-        )
-        .unwrap_err();
+        let cancelled = CancellationToken::new();
+        cancelled.cancel();
+        let err = copy(&stopped, &cancelled).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
     }
 

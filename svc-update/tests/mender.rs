@@ -7,6 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::{make_artifact, make_tool_only_artifact};
 use keystore::testing::moto;
 use servicekit::testing::TestServer;
 use svc_update::in_place::UploadPolicy;
@@ -75,52 +78,6 @@ impl Keys {
     fn private_pem(&self, distro: &str) -> String {
         std::fs::read_to_string(self.root.path().join(distro).join("mender/private.key")).unwrap()
     }
-}
-
-/// An unsigned Mender artifact of about `payload` bytes at `path`.
-fn make_artifact(path: &Path, payload: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("payload.bin");
-    let mut bytes = vec![0u8; payload];
-    openssl::rand::rand_bytes(&mut bytes).unwrap();
-    std::fs::write(&data, bytes).unwrap();
-    run(Command::new("mender-artifact")
-        .args([
-            "write",
-            "module-image",
-            "-T",
-            "script",
-            "-n",
-            "release-1",
-            "-t",
-            "board",
-            "-f",
-        ])
-        .arg(&data)
-        .arg("-o")
-        .arg(path));
-}
-
-/// An artifact that signing natively leaves to `mender-artifact`: the one
-/// `make_artifact` writes, rewritten by Python's tarfile with a PAX header
-/// on `version` (which the tool reads, and `mender_native` does not).
-fn make_tool_only_artifact(path: &Path, payload: usize) {
-    let plain = path.with_extension("plain");
-    make_artifact(&plain, payload);
-    run(Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sys, tarfile\n\
-         src = tarfile.open(sys.argv[1])\n\
-         dst = tarfile.open(sys.argv[2], 'w', format=tarfile.PAX_FORMAT)\n\
-         for m in src.getmembers():\n\
-         \x20   if m.name == 'version': m.pax_headers = {'comment': 'digsig test'}\n\
-         \x20   dst.addfile(m, src.extractfile(m))\n\
-         dst.close()\n",
-        )
-        .arg(&plain)
-        .arg(path));
-    std::fs::remove_file(plain).unwrap();
 }
 
 /// `mender-artifact validate -k public.key`: (ok, output).
@@ -584,6 +541,29 @@ fn bad_requests_get_clear_4xx_and_leave_the_original_untouched() {
     assert!(left.is_empty(), "left beside the artifacts: {left:?}");
 }
 
+/// Signs `artifact` in place with `distro`'s key through `signer`, given
+/// `limit` before the signing is dropped (as the gateway's domain timeout
+/// drops it): `Err` if it was cut short.
+fn sign_within(
+    signer: &svc_update::mender::MenderSigner,
+    keys: &Keys,
+    distro: &str,
+    artifact: &Path,
+    limit: std::time::Duration,
+) -> Result<Result<u64, servicekit::ServiceError>, tokio::time::error::Elapsed> {
+    let key = keystore::KeyMaterial::new(
+        "private.key",
+        std::fs::read(keys.root.path().join(distro).join("mender/private.key")).unwrap(),
+    );
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let target = signer
+            .authorize(&format!("file://{}", artifact.display()))
+            .await
+            .unwrap();
+        tokio::time::timeout(limit, signer.sign(&target, &key)).await
+    })
+}
+
 #[test]
 fn a_native_signing_cut_short_leaves_the_artifact_as_it_was_and_nothing_beside_it() {
     // Dropped a few milliseconds in, during the kernel's copy of 32 MB (the
@@ -595,22 +575,13 @@ fn a_native_signing_cut_short_leaves_the_artifact_as_it_was_and_nothing_beside_i
     let artifact = deploy.path().join("image.mender");
     make_artifact(&artifact, 32_000_000);
     let before = std::fs::read(&artifact).unwrap();
-    let key = keystore::KeyMaterial::new(
-        "private.key",
-        std::fs::read(keys.root.path().join("rsa/mender/private.key")).unwrap(),
+    let outcome = sign_within(
+        &signer,
+        &keys,
+        "rsa",
+        &artifact,
+        std::time::Duration::from_millis(3),
     );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let outcome = rt.block_on(async {
-        let target = signer
-            .authorize(&format!("file://{}", artifact.display()))
-            .await
-            .unwrap();
-        tokio::time::timeout(
-            std::time::Duration::from_millis(3),
-            signer.sign(&target, &key),
-        )
-        .await
-    });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while listing(deploy.path()).len() > 1 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -674,20 +645,13 @@ fn a_signing_cut_short_kills_the_tool_and_leaves_nothing_beside_the_artifact() {
     let artifact = deploy.path().join("image.mender");
     make_tool_only_artifact(&artifact, 1000);
     let before = std::fs::read(&artifact).unwrap();
-    let key = keystore::KeyMaterial::new(
-        "private.key",
-        std::fs::read(keys.root.path().join("rsa/mender/private.key")).unwrap(),
+    let outcome = sign_within(
+        &signer,
+        &keys,
+        "rsa",
+        &artifact,
+        std::time::Duration::from_secs(2),
     );
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let outcome = rt.block_on(async {
-        let target = signer
-            .authorize(&format!("file://{}", artifact.display()))
-            .await
-            .unwrap();
-        let signing = signer.sign(&target, &key);
-        tokio::time::timeout(std::time::Duration::from_secs(2), signing).await
-    });
     assert!(
         outcome.is_err(),
         "the stand-in tool sleeps; the signing is cut short"
