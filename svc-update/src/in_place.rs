@@ -138,7 +138,7 @@ impl BesideCopy {
     }
 
     /// Runs `write` (the tool making the signed copy) while asking the
-    /// kernel, every [`WRITEBACK_TICK`], to start writing what it has written so far to
+    /// kernel, every 5 ms (`WRITEBACK_TICK`), to start writing what it has written so far to
     /// disk (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait).
     /// Left alone, the kernel would hold a 200 MB copy in memory until
     /// [`replace_original`](Self::replace_original)'s fsync, which then

@@ -7,8 +7,9 @@
 //!   RSA ones through [`blinded_rsa`] (blinding that outlives the key object).
 //! - [`mender`]: signing an artifact where it lives; built on
 //!   [`artifact_uri`] (which locations are allowed), [`mender_native`]
-//!   (signing the artifacts `mender-artifact` writes, without it),
-//!   [`mender_tool`] (the vendor tool, for the rest, and its key format) and
+//!   (signing the artifacts `mender-artifact` writes, without it, and the
+//!   Mender key in both forms),
+//!   [`mender_tool`] (the vendor tool, for the rest) and
 //!   [`in_place`] (atomic replacement, streaming S3 transfers).
 //! - [`status`]: how this service's errors map to HTTP statuses.
 //! - [`demo`]: throwaway demo keys for a first run.
