@@ -11,12 +11,31 @@ use std::sync::Arc;
 use flate2::bufread::MultiGzDecoder;
 use tar::EntryType;
 
+use super::inflate::{BackrefLog, GzipDecoder};
 use super::limits::{CountingReader, Tripped};
 use super::tar_guard::{TarHeaderGuard, MAX_METADATA_RECORD};
 use super::{gzip_reader, safe_relative_path, ArchiveError, ArchiveLimits, CappedReader};
 
 /// The decompressed stream entries are read from.
-pub type Decoded<I> = TarHeaderGuard<CappedReader<MultiGzDecoder<BufReader<CountingReader<I>>>>>;
+pub type Decoded<I> = TarHeaderGuard<CappedReader<Gunzip<CountingReader<I>>>>;
+
+/// The gzip decoder under the tar reader: zlib's, or ours where the
+/// compressor's back-references are wanted ([`for_each_checked_entry_logged`]).
+pub enum Gunzip<I> {
+    /// zlib-rs, the faster at decoding alone.
+    Zlib(MultiGzDecoder<BufReader<I>>),
+    /// Logs back-references as it decodes.
+    Logging(GzipDecoder<I>),
+}
+
+impl<I: Read> Read for Gunzip<I> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Gunzip::Zlib(d) => d.read(buf),
+            Gunzip::Logging(d) => d.read(buf),
+        }
+    }
+}
 
 /// Longest member name accepted, in bytes (Linux's PATH_MAX less room for
 /// the work dir it is extracted under).
@@ -114,6 +133,36 @@ fn check_name_length(raw: &std::path::Path) -> Result<(), ArchiveError> {
 pub fn for_each_checked_entry<I, E>(
     input: I,
     limits: &ArchiveLimits,
+    visit: impl FnMut(CheckedEntry<'_, Decoded<I>>) -> Result<ControlFlow<()>, E>,
+) -> Result<EntryCounts, E>
+where
+    I: Read,
+    E: From<ArchiveError>,
+{
+    walk(input, limits, None, visit)
+}
+
+/// [`for_each_checked_entry`], decoding with [`GzipDecoder`] so that the
+/// compressor's back-references go to `log` as the stream is read: each
+/// entry's are there once its data is read, at the offsets
+/// `tar::Entry::raw_file_position` gives.
+pub fn for_each_checked_entry_logged<I, E>(
+    input: I,
+    limits: &ArchiveLimits,
+    log: BackrefLog,
+    visit: impl FnMut(CheckedEntry<'_, Decoded<I>>) -> Result<ControlFlow<()>, E>,
+) -> Result<EntryCounts, E>
+where
+    I: Read,
+    E: From<ArchiveError>,
+{
+    walk(input, limits, Some(log), visit)
+}
+
+fn walk<I, E>(
+    input: I,
+    limits: &ArchiveLimits,
+    log: Option<BackrefLog>,
     mut visit: impl FnMut(CheckedEntry<'_, Decoded<I>>) -> Result<ControlFlow<()>, E>,
 ) -> Result<EntryCounts, E>
 where
@@ -124,13 +173,13 @@ where
     let refused = Arc::new(AtomicU64::new(0));
     let compressed = Arc::new(AtomicU64::new(0));
     let limit = limits.max_bytes;
+    let counted = CountingReader::new(input, compressed.clone());
+    let gunzip = match log {
+        None => Gunzip::Zlib(gzip_reader(counted)?),
+        Some(log) => Gunzip::Logging(GzipDecoder::new(counted, Some(log))?),
+    };
     let decoded = TarHeaderGuard::new(
-        CappedReader::new(
-            gzip_reader(CountingReader::new(input, compressed.clone()))?,
-            limits,
-            compressed,
-            tripped.clone(),
-        ),
+        CappedReader::new(gunzip, limits, compressed, tripped.clone()),
         refused.clone(),
     );
     let mut archive = tar::Archive::new(decoded);

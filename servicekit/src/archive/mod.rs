@@ -23,7 +23,9 @@
 pub mod chunked_gzip;
 pub mod entries;
 pub mod extract;
+pub mod fixed_deflate;
 pub mod gzip;
+pub mod inflate;
 pub mod limits;
 pub mod pack;
 pub mod paths;
@@ -32,11 +34,11 @@ pub mod tar_guard;
 use std::io;
 
 pub use chunked_gzip::ChunkedGzWriter;
-pub use entries::{for_each_checked_entry, CheckedEntry};
+pub use entries::{for_each_checked_entry, for_each_checked_entry_logged, CheckedEntry};
 pub use extract::{extract_tar_gz, ExtractSummary};
 pub use gzip::gzip_reader;
 pub use limits::{ArchiveLimits, CappedReader, CountingReader};
-pub use pack::{append_raw, pack_tar_gz};
+pub use pack::{append_raw, append_raw_with, pack_tar_gz};
 pub use paths::safe_relative_path;
 
 /// Why an archive was refused. All but `Io` are the client's to fix.

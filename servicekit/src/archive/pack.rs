@@ -75,7 +75,20 @@ pub fn append_raw<W: Write, R: Read>(
     header: &mut tar::Header,
     name: &[u8],
     link: Option<&[u8]>,
-    data: R,
+    mut data: R,
+) -> io::Result<()> {
+    append_raw_with(builder, header, name, link, |out| io::copy(&mut data, out))
+}
+
+/// [`append_raw`], with the entry's data written by `write_data` straight
+/// to the archive's sink (e.g. with [`super::ChunkedGzWriter::write_with_backrefs`]);
+/// it returns how many bytes it wrote, which must be the header's size.
+pub fn append_raw_with<W: Write>(
+    builder: &mut tar::Builder<W>,
+    header: &mut tar::Header,
+    name: &[u8],
+    link: Option<&[u8]>,
+    write_data: impl FnOnce(&mut W) -> io::Result<u64>,
 ) -> io::Result<()> {
     fn long_record<W: Write>(
         builder: &mut tar::Builder<W>,
@@ -115,5 +128,16 @@ pub fn append_raw<W: Write, R: Read>(
         old.linkname[..take].copy_from_slice(&link[..take]);
     }
     header.set_cksum();
-    builder.append(header, data)
+    // What tar::Builder::append does, with the data written by the caller.
+    let size = header.size()?;
+    let out = builder.get_mut();
+    out.write_all(header.as_bytes())?;
+    let written = write_data(out)?;
+    if written != size {
+        return Err(io::Error::other(format!(
+            "an entry's data was {written} bytes, its header says {size}"
+        )));
+    }
+    let padding = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..padding as usize])
 }
