@@ -16,7 +16,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 
-use servicekit::archive::{append_raw, for_each_checked_entry, ArchiveLimits, CheckedEntry};
+use servicekit::archive::inflate::{Backref, BackrefLog};
+use servicekit::archive::{
+    append_raw, append_raw_with, for_each_checked_entry_logged, ArchiveLimits, CheckedEntry,
+};
 use servicekit::ServiceError;
 use tar::EntryType;
 
@@ -51,26 +54,34 @@ enum Payload {
     Spooled(std::fs::File, u64),
 }
 
-/// A module on its way to a signer: small ones in memory, larger ones in a
-/// temp file in the work dir, so memory does not grow with module size.
+/// A module on its way to a signer: small ones in memory, with the
+/// upload's back-references in them (see [`BACKREFS_PER_BYTE`]), larger
+/// ones in a temp file in the work dir, so memory does not grow with module
+/// size.
 enum Module {
-    Memory(Vec<u8>),
+    Memory(Vec<u8>, Vec<Backref>),
     Spooled(tempfile::NamedTempFile),
 }
 
-/// A signed module: its unsigned body in memory or in a file, plus the
-/// bytes to append (signature, trailer, magic).
+/// A signed module: its unsigned body in memory (with its back-references)
+/// or in a file, plus the bytes to append (signature, trailer, magic).
 enum Signed {
-    Memory(Vec<u8>, Vec<u8>),
+    Memory(Vec<u8>, Vec<Backref>, Vec<u8>),
     Spooled(tempfile::NamedTempFile, Vec<u8>),
 }
+
+/// A module's back-references are kept for the reply's compressor if there
+/// are at most this many per byte (16 bytes each: memory at most twice the
+/// module's); a module with more compresses at level 1 instead. Real ones
+/// have about one per 12 bytes.
+const BACKREFS_PER_BYTE: f64 = 1.0 / 8.0;
 
 impl Module {
     fn sign(self, context: &mut SigningContext<'_>) -> Result<Signed, String> {
         match self {
-            Module::Memory(mut module) => context
+            Module::Memory(mut module, refs) => context
                 .sign_in_place(&mut module)
-                .map(|suffix| Signed::Memory(module, suffix))
+                .map(|suffix| Signed::Memory(module, refs, suffix))
                 .map_err(|e| e.to_string()),
             Module::Spooled(file) => context
                 .sign_spooled(file.path())
@@ -83,6 +94,10 @@ impl Module {
 /// Reads a gzip tarball from `input`, signs every regular `*.ko` file, and
 /// writes the result as a gzip tarball to `output` at compression `level`.
 /// Large non-module files are spooled in `spool_dir` (the request's work dir).
+///
+/// Module bodies go back unchanged, so the upload's own back-references in
+/// them (where the client's gzip found repeats) are handed to the reply's
+/// compressor rather than searched for again.
 pub fn sign_tarball<R: Read, W: Write + Send>(
     input: R,
     output: W,
@@ -129,65 +144,72 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
 
         let mut summary = SignSummary::default();
         let mut seq = 0u64;
-        let read_result = for_each_checked_entry(input, limits, |mut checked| {
-            seq += 1;
-            summary.entries += 1;
-            let kind = checked.kind;
-            let name = match &checked.rel {
-                Some(rel) => dotted(rel, kind == EntryType::Directory),
-                None => b"./".to_vec(),
-            };
-            let read_err = |c: &CheckedEntry<'_, _>, e| ServiceError::from(c.read_error(e));
-            let link = checked.entry.link_name_bytes().map(|l| l.into_owned());
-            let is_file = checked.is_file();
-            let is_module = is_file && checked.raw.extension().is_some_and(|e| e == "ko");
-            let header = fresh_header(checked.entry.header(), kind);
-            let size = checked.entry.size();
-            let mut data = Payload::Memory(Vec::new());
-            if is_module {
-                summary.modules += 1;
-                let module = if size > SPOOL_THRESHOLD {
-                    let mut file = tempfile::NamedTempFile::new_in(spool_dir)
-                        .map_err(|e| ServiceError::internal_from("cannot spool a module", e))?;
-                    spool(&mut checked, &mut file)?;
-                    Module::Spooled(file)
-                } else {
-                    let mut module = Vec::with_capacity(size as usize);
-                    if let Err(e) = checked.entry.read_to_end(&mut module) {
+        let log = BackrefLog::default();
+        let read_result =
+            for_each_checked_entry_logged(input, limits, log.clone(), |mut checked| {
+                seq += 1;
+                summary.entries += 1;
+                let kind = checked.kind;
+                let name = match &checked.rel {
+                    Some(rel) => dotted(rel, kind == EntryType::Directory),
+                    None => b"./".to_vec(),
+                };
+                let read_err = |c: &CheckedEntry<'_, _>, e| ServiceError::from(c.read_error(e));
+                let link = checked.entry.link_name_bytes().map(|l| l.into_owned());
+                let is_file = checked.is_file();
+                let is_module = is_file && checked.raw.extension().is_some_and(|e| e == "ko");
+                let header = fresh_header(checked.entry.header(), kind);
+                let size = checked.entry.size();
+                let start = checked.entry.raw_file_position();
+                let mut data = Payload::Memory(Vec::new());
+                if is_module {
+                    summary.modules += 1;
+                    let module = if size > SPOOL_THRESHOLD {
+                        let mut file = tempfile::NamedTempFile::new_in(spool_dir)
+                            .map_err(|e| ServiceError::internal_from("cannot spool a module", e))?;
+                        spool(&mut checked, &mut file)?;
+                        Module::Spooled(file)
+                    } else {
+                        let mut module = Vec::with_capacity(size as usize);
+                        if let Err(e) = checked.entry.read_to_end(&mut module) {
+                            return Err(read_err(&checked, e));
+                        }
+                        let max = (size as f64 * BACKREFS_PER_BYTE) as usize;
+                        let refs = log.take(start, start + size, max).unwrap_or_default();
+                        Module::Memory(module, refs)
+                    };
+                    if work_tx.send((seq, module)).is_err() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                } else if is_file && size > SPOOL_THRESHOLD {
+                    let mut file = tempfile::tempfile_in(spool_dir)
+                        .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
+                    let len = spool(&mut checked, &mut file)?;
+                    io::Seek::rewind(&mut file)
+                        .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
+                    data = Payload::Spooled(file, len);
+                } else if is_file {
+                    let mut bytes = Vec::with_capacity(size as usize);
+                    if let Err(e) = checked.entry.read_to_end(&mut bytes) {
                         return Err(read_err(&checked, e));
                     }
-                    Module::Memory(module)
+                    data = Payload::Memory(bytes);
+                }
+                // Whatever was logged for this entry and before is not wanted.
+                log.take(start, start + size, 0);
+                let item = Item {
+                    header,
+                    name,
+                    link,
+                    data,
+                    is_module,
                 };
-                if work_tx.send((seq, module)).is_err() {
+                if order_tx.send((seq, item)).is_err() {
                     return Ok(ControlFlow::Break(()));
                 }
-            } else if is_file && size > SPOOL_THRESHOLD {
-                let mut file = tempfile::tempfile_in(spool_dir)
-                    .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
-                let len = spool(&mut checked, &mut file)?;
-                io::Seek::rewind(&mut file)
-                    .map_err(|e| ServiceError::internal_from("cannot spool a large file", e))?;
-                data = Payload::Spooled(file, len);
-            } else if is_file {
-                let mut bytes = Vec::with_capacity(size as usize);
-                if let Err(e) = checked.entry.read_to_end(&mut bytes) {
-                    return Err(read_err(&checked, e));
-                }
-                data = Payload::Memory(bytes);
-            }
-            let item = Item {
-                header,
-                name,
-                link,
-                data,
-                is_module,
-            };
-            if order_tx.send((seq, item)).is_err() {
-                return Ok(ControlFlow::Break(()));
-            }
-            Ok(ControlFlow::Continue(()))
-        })
-        .map(|_| summary);
+                Ok(ControlFlow::Continue(()))
+            })
+            .map(|_| summary);
         drop(work_tx);
         drop(order_tx);
         let written = writer.join().expect("writer thread panicked");
@@ -273,14 +295,19 @@ fn write_ordered<W: Write>(
             match result
                 .map_err(|e| ServiceError::Internal(format!("signing a module failed: {e}")))?
             {
-                Signed::Memory(body, suffix) => {
-                    item.header.set_size((body.len() + suffix.len()) as u64);
-                    append_raw(
+                Signed::Memory(body, refs, suffix) => {
+                    let size = (body.len() + suffix.len()) as u64;
+                    item.header.set_size(size);
+                    append_raw_with(
                         &mut builder,
                         &mut item.header,
                         &item.name,
                         item.link.as_deref(),
-                        (&body[..]).chain(&suffix[..]),
+                        |gz| {
+                            gz.write_with_backrefs(&body, &refs)?;
+                            gz.write_all(&suffix)?;
+                            Ok(size)
+                        },
                     )
                     .map_err(io_err)?;
                 }
