@@ -76,6 +76,11 @@ enum Signed {
 /// have about one per 12 bytes.
 const BACKREFS_PER_BYTE: f64 = 1.0 / 8.0;
 
+/// ... and if the module is no larger than this, so that the modules in
+/// flight (a few per core) hold at most a few MiB of them each. The few
+/// larger real modules compress at level 1.
+const BACKREFS_MAX_MODULE: u64 = 1 << 20;
+
 impl Module {
     fn sign(self, context: &mut SigningContext<'_>) -> Result<Signed, String> {
         match self {
@@ -174,7 +179,11 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                         if let Err(e) = checked.entry.read_to_end(&mut module) {
                             return Err(read_err(&checked, e));
                         }
-                        let max = (size as f64 * BACKREFS_PER_BYTE) as usize;
+                        let max = if size <= BACKREFS_MAX_MODULE {
+                            (size as f64 * BACKREFS_PER_BYTE) as usize
+                        } else {
+                            0
+                        };
                         let refs = log.take(start, start + size, max).unwrap_or_default();
                         Module::Memory(module, refs)
                     };

@@ -10,6 +10,11 @@
 //! dictionary, so each is compressed by whichever thread is free and they
 //! are written in order. Concatenated members are one valid gzip file for
 //! GNU tar, gzip and Python's tarfile (tested).
+//!
+//! Bytes written with their back-references known
+//! ([`ChunkedGzWriter::write_with_backrefs`]: svc-kmod's module bodies,
+//! with the upload's) are coded from those with the fixed codes, in blocks
+//! of their own, instead of being searched at level 1.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};

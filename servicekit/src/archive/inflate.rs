@@ -78,7 +78,7 @@ impl BackrefLog {
     pub fn take(&self, start: u64, end: u64, max: usize) -> Option<Vec<Backref>> {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let upto = log.partition_point(|b| b.pos < end);
-        let mut taken = Vec::new();
+        let mut taken = Vec::with_capacity(upto.min(max));
         let mut too_many = false;
         for b in log.drain(..upto) {
             let within = b.pos >= start + u64::from(b.dist) && b.pos + u64::from(b.len) <= end;
