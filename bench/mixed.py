@@ -12,6 +12,7 @@ digsigserver (every domain in one process), on loopback.
 
 Usage: bench/mixed.py [--modules-small 500] [--modules-large 2000]
                       [--content random|elf] [--concurrent 4] [--keep DIR]
+                      [--binary DIGSIGSERVER]
 """
 import argparse
 import concurrent.futures
@@ -61,11 +62,16 @@ def main():
     ap.add_argument("--content", choices=["elf", "random"], default="random")
     ap.add_argument("--concurrent", type=int, default=4)
     ap.add_argument("--keep")
+    ap.add_argument("--binary", help="run another digsigserver binary (e.g. one built from an earlier "
+                                     "commit) instead of building this tree's")
     args = ap.parse_args()
 
-    print("building release digsigserver ...", flush=True)
-    kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
-    binary = os.path.join(ROOT, "target/release/digsigserver")
+    if args.binary:
+        binary = args.binary
+    else:
+        print("building release digsigserver ...", flush=True)
+        kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
+        binary = os.path.join(ROOT, "target/release/digsigserver")
 
     work = args.keep or tempfile.mkdtemp(prefix="digsig-bench-mixed-")
     os.makedirs(work, exist_ok=True)

@@ -33,7 +33,7 @@ fuzz_target!(|deflate: &[u8]| {
     // buffer: one output must start the other.
     let n = ours.len().min(theirs.len());
     assert!(ours[..n] == theirs[..n], "decoded bytes differ");
-    for r in log.take(0, u64::MAX, usize::MAX).unwrap_or_default() {
+    for r in log.take(0, ours.len() as u64, usize::MAX).unwrap_or_default() {
         let (at, len, dist) = (r.pos as usize, usize::from(r.len), usize::from(r.dist));
         if at + len <= ours.len() {
             assert!(dist <= at && (0..len).all(|k| ours[at + k] == ours[at + k - dist]));

@@ -458,7 +458,7 @@ impl<W: Write> ChunkedGzWriter<W> {
                 let fits = pos >= done && pos + usize::from(r.len) <= done + take;
                 if fits && at >= usize::from(r.dist) {
                     self.pending_hints.refs.push(Backref {
-                        pos: at as u64,
+                        pos: at as u32,
                         ..*r
                     });
                 }

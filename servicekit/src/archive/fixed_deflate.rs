@@ -247,7 +247,7 @@ mod tests {
                 data.push(b);
             }
             refs.push(Backref {
-                pos: at as u64,
+                pos: at as u32,
                 len: len as u16,
                 dist: dist as u16,
             });
@@ -265,7 +265,7 @@ mod tests {
             .collect();
         let bogus: Vec<Backref> = (0..1000u64)
             .map(|i| Backref {
-                pos: i * 97 + 5,
+                pos: (i * 97 + 5) as u32,
                 len: 200 - (i % 190) as u16,
                 dist: 13,
             })
@@ -285,7 +285,7 @@ mod tests {
         .concat();
         let mid = 128;
         let refs = [Backref {
-            pos: (data.len() - 16) as u64,
+            pos: (data.len() - 16) as u32,
             len: 16,
             dist: (data.len() - 16) as u16,
         }];

@@ -46,25 +46,34 @@ const INPUT_BYTES: usize = 128 * 1024;
 const LOG_CAPACITY: usize = 512 * 1024;
 
 /// One back-reference: `len` bytes at `pos` repeat those `dist` bytes
-/// earlier. Positions are offsets in the decompressed stream (or relative
-/// to whatever the holder says).
+/// earlier. Positions are relative to a stretch of the stream (a module, a
+/// reply member): 8 bytes each, as many are held at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backref {
     /// Where the repeat starts.
-    pub pos: u64,
+    pub pos: u32,
     /// Its length, 3 to 258.
     pub len: u16,
     /// How far back its source is, 1 to 32,768.
     pub dist: u16,
 }
 
+/// A back-reference as logged: `pos` is an offset in the decompressed
+/// stream.
+#[derive(Debug, Clone, Copy)]
+struct Logged {
+    pos: u64,
+    len: u16,
+    dist: u16,
+}
+
 /// The back-references a [`GzipDecoder`] found, for the reader of the
 /// stream to take as it reads. Shared by handle.
 #[derive(Debug, Clone, Default)]
-pub struct BackrefLog(Arc<Mutex<VecDeque<Backref>>>);
+pub struct BackrefLog(Arc<Mutex<VecDeque<Logged>>>);
 
 impl BackrefLog {
-    fn append(&self, found: &mut Vec<Backref>) {
+    fn append(&self, found: &mut Vec<Logged>) {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
         log.extend(found.drain(..));
         let excess = log.len().saturating_sub(LOG_CAPACITY);
@@ -74,12 +83,13 @@ impl BackrefLog {
     /// The back-references lying wholly in `start..end` of the stream,
     /// source included, with positions relative to `start`; forgets every
     /// one that begins before `end`. `None` if there are more than `max`
-    /// (the caller's bound on what it will hold).
+    /// (the caller's bound on what it will hold), or if the stretch is
+    /// 4 GiB or longer.
     pub fn take(&self, start: u64, end: u64, max: usize) -> Option<Vec<Backref>> {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let upto = log.partition_point(|b| b.pos < end);
         let mut taken = Vec::with_capacity(upto.min(max));
-        let mut too_many = false;
+        let mut too_many = end.saturating_sub(start) > u64::from(u32::MAX);
         for b in log.drain(..upto) {
             let within = b.pos >= start + u64::from(b.dist) && b.pos + u64::from(b.len) <= end;
             if within && !too_many {
@@ -89,8 +99,9 @@ impl BackrefLog {
                     continue;
                 }
                 taken.push(Backref {
-                    pos: b.pos - start,
-                    ..b
+                    pos: (b.pos - start) as u32,
+                    len: b.len,
+                    dist: b.dist,
                 });
             }
         }
@@ -487,7 +498,7 @@ pub struct GzipDecoder<R> {
     /// Bytes of the current member.
     member_len: u64,
     log: Option<BackrefLog>,
-    found: Vec<Backref>,
+    found: Vec<Logged>,
 }
 
 /// The fixed codes of RFC 1951, 3.2.6.
@@ -878,7 +889,7 @@ fn decode_run<const LOG: bool>(
     dist: &DistCode,
     floor: usize,
     base: u64,
-    found: &mut Vec<Backref>,
+    found: &mut Vec<Logged>,
 ) -> Stop {
     let (lit_fast, dist_fast) = (&*litlen.fast, &*dist.fast);
     let (mut bits, mut count, mut pos, mut olen) = (hot.bits, hot.count, hot.pos, hot.len);
@@ -970,7 +981,7 @@ fn decode_run<const LOG: bool>(
         }
         olen += len;
         if LOG {
-            found.push(Backref {
+            found.push(Logged {
                 pos: base + at as u64,
                 len: len as u16,
                 dist: d as u16,
@@ -1126,7 +1137,9 @@ mod tests {
         let part = log.take(start, end, usize::MAX).unwrap();
         assert!(!part.is_empty());
         for b in &part {
-            assert!(b.pos >= u64::from(b.dist) && b.pos + u64::from(b.len) <= end - start);
+            assert!(
+                b.pos >= u32::from(b.dist) && u64::from(b.pos + u32::from(b.len)) <= end - start
+            );
         }
         // Those before `end` are gone; a bound refuses rather than truncates.
         assert_eq!(log.take(0, end, usize::MAX).unwrap(), vec![]);
