@@ -14,6 +14,7 @@
    must not grow with the image (TAs are streamed from disk).
 
 Usage: bench/optee.py [--tas 20] [--ta-kb 200] [--requests 20] [--big-mb 200] [--keep DIR]
+                      [--binary DIGSIGSERVER]
 """
 import argparse
 import os
@@ -126,11 +127,16 @@ def main():
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--big-mb", type=int, default=200)
     ap.add_argument("--keep")
+    ap.add_argument("--binary", help="run another digsigserver binary (e.g. one built from an earlier "
+                                     "commit) instead of building this tree's")
     args = ap.parse_args()
 
-    print("building release digsigserver ...", flush=True)
-    kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
-    gw_bin = os.path.join(ROOT, "target/release/digsigserver")
+    if args.binary:
+        gw_bin = args.binary
+    else:
+        print("building release digsigserver ...", flush=True)
+        kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
+        gw_bin = os.path.join(ROOT, "target/release/digsigserver")
 
     work = args.keep or tempfile.mkdtemp(prefix="digsig-bench-optee-")
     os.makedirs(work, exist_ok=True)
