@@ -71,9 +71,9 @@ enum Signed {
 }
 
 /// A module's back-references are kept for the reply's compressor if there
-/// are at most this many per byte (16 bytes each: memory at most twice the
-/// module's); a module with more compresses at level 1 instead. Real ones
-/// have about one per 12 bytes.
+/// are at most this many per byte (8 bytes each: memory at most the
+/// module's size); a module with more compresses at level 1 instead. Real
+/// ones have about one per 12 bytes.
 const BACKREFS_PER_BYTE: f64 = 1.0 / 8.0;
 
 /// ... and if the module is no larger than this, so that the modules in

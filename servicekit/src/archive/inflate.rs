@@ -468,6 +468,9 @@ enum State {
     /// After the last block of a member.
     Trailer,
     Done,
+    /// An error was returned: every later read returns one too (the
+    /// buffer may hold bytes decoded past the damage).
+    Failed,
 }
 
 /// Decoded bytes: a window of history, then those not yet read.
@@ -577,9 +580,17 @@ impl<R: Read> GzipDecoder<R> {
         let Some(id1) = self.input.byte()? else {
             return Ok(false);
         };
+        // FHCRC covers every header byte before it, as zlib checks it.
+        let mut crc = Crc::new();
+        crc.update(&[id1]);
+        let mut next = |input: &mut BitInput<R>| -> io::Result<u8> {
+            let b = input.need_byte()?;
+            crc.update(&[b]);
+            Ok(b)
+        };
         let mut head = [id1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         for b in &mut head[1..] {
-            *b = self.input.need_byte()?;
+            *b = next(&mut self.input)?;
         }
         if head[0] != 0x1f || head[1] != 0x8b {
             return Err(invalid("invalid gzip header (data after the last member?)"));
@@ -592,19 +603,22 @@ impl<R: Read> GzipDecoder<R> {
             return Err(invalid("invalid gzip header flags"));
         }
         if flags & 0x04 != 0 {
-            let len = u16::from_le_bytes([self.input.need_byte()?, self.input.need_byte()?]);
+            let len = u16::from_le_bytes([next(&mut self.input)?, next(&mut self.input)?]);
             for _ in 0..len {
-                self.input.need_byte()?;
+                next(&mut self.input)?;
             }
         }
         for flag in [0x08, 0x10] {
             if flags & flag != 0 {
-                while self.input.need_byte()? != 0 {}
+                while next(&mut self.input)? != 0 {}
             }
         }
         if flags & 0x02 != 0 {
-            self.input.need_byte()?;
-            self.input.need_byte()?;
+            let want = crc.sum() as u16;
+            let got = u16::from_le_bytes([self.input.need_byte()?, self.input.need_byte()?]);
+            if got != want {
+                return Err(invalid("gzip header CRC mismatch"));
+            }
         }
         Ok(true)
     }
@@ -844,7 +858,7 @@ impl<R: Read> GzipDecoder<R> {
                     self.trailer()?;
                     self.state = State::Member;
                 }
-                State::Done => break,
+                State::Done | State::Failed => break,
             }
         }
         self.update_crc();
@@ -999,11 +1013,17 @@ fn decode_run<const LOG: bool>(
 
 impl<R: Read> Read for GzipDecoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.state == State::Failed {
+            return Err(invalid("the gzip stream was found damaged before"));
+        }
         while self.read_pos == self.out.len {
             if self.state == State::Done {
                 return Ok(0);
             }
-            self.decode_more()?;
+            if let Err(e) = self.decode_more() {
+                self.state = State::Failed;
+                return Err(e);
+            }
         }
         let n = buf.len().min(self.out.len - self.read_pos);
         buf[..n].copy_from_slice(&self.out.buf[self.read_pos..self.read_pos + n]);
@@ -1205,6 +1225,30 @@ mod tests {
         let ours = drain(GzipDecoder::new(gz, None).unwrap());
         let n = ours.len().min(theirs.len());
         assert!(ours[..n] == theirs[..n], "decoded bytes differ");
+    }
+
+    #[test]
+    fn a_header_crc_is_checked_and_errors_stick() {
+        let data = sample(50_000, 12);
+        let plain = gzip(&data, 6);
+        // The same member with FHCRC set and the header's CRC-16 after it.
+        let mut head = plain[..10].to_vec();
+        head[3] |= 0x02;
+        let mut crc = Crc::new();
+        crc.update(&head);
+        let mut good = head.clone();
+        good.extend_from_slice(&(crc.sum() as u16).to_le_bytes());
+        good.extend_from_slice(&plain[10..]);
+        assert!(decode_all(&good, None).unwrap() == data);
+        let mut bad = good.clone();
+        bad[10] ^= 1;
+        let err = decode_all(&bad, None).unwrap_err();
+        assert!(err.to_string().contains("header CRC"), "{err}");
+        // Once a read has failed, no later one returns bytes.
+        let mut cut = GzipDecoder::new(&plain[..plain.len() / 2], None).unwrap();
+        let mut out = Vec::new();
+        assert!(cut.read_to_end(&mut out).is_err());
+        assert!(cut.read(&mut [0u8; 64]).is_err());
     }
 
     #[test]
