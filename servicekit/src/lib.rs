@@ -21,7 +21,7 @@
 //! - [`domain`]: [`SigningDomain`], what each service crate implements once.
 //! - [`private_key`]: reading private keys, fast for RSA, never prompting.
 //! - [`drain`]: reading unread request bodies so early replies reach clients.
-//! - [`service_main`]: the `main` of every service binary.
+//! - [`service_main()`]: the `main` of every service binary.
 //! - [`openapi`]: a service's API, OpenAPI document and Swagger UI routes.
 //! - [`server`]: run an app on a listener until a shutdown signal.
 //! - [`tls`]: optional TLS on the listening port.
