@@ -84,6 +84,16 @@ def make_tree(root, count, seed, content="elf"):
     return total
 
 
+def digsigserver(binary=None):
+    """`binary` if given (e.g. a build of an earlier commit, to compare in
+    the same run), else this tree's release digsigserver, built first."""
+    if binary:
+        return binary
+    print("building release digsigserver ...", flush=True)
+    sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
+    return os.path.join(ROOT, "target/release/digsigserver")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

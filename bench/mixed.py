@@ -66,12 +66,7 @@ def main():
                                      "commit) instead of building this tree's")
     args = ap.parse_args()
 
-    if args.binary:
-        binary = args.binary
-    else:
-        print("building release digsigserver ...", flush=True)
-        kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
-        binary = os.path.join(ROOT, "target/release/digsigserver")
+    binary = kmod.digsigserver(args.binary)
 
     work = args.keep or tempfile.mkdtemp(prefix="digsig-bench-mixed-")
     os.makedirs(work, exist_ok=True)

@@ -131,12 +131,7 @@ def main():
                                      "commit) instead of building this tree's")
     args = ap.parse_args()
 
-    if args.binary:
-        gw_bin = args.binary
-    else:
-        print("building release digsigserver ...", flush=True)
-        kmod.sh("cargo", "build", "--release", "--quiet", "-p", "gateway", "--bin", "digsigserver", cwd=ROOT)
-        gw_bin = os.path.join(ROOT, "target/release/digsigserver")
+    gw_bin = kmod.digsigserver(args.binary)
 
     work = args.keep or tempfile.mkdtemp(prefix="digsig-bench-optee-")
     os.makedirs(work, exist_ok=True)

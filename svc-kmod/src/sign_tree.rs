@@ -55,7 +55,7 @@ enum Payload {
 }
 
 /// A module on its way to a signer: small ones in memory, with the
-/// upload's back-references in them (see [`BACKREFS_PER_BYTE`]), larger
+/// upload's back-references in them (see [`BYTES_PER_BACKREF`]), larger
 /// ones in a temp file in the work dir, so memory does not grow with module
 /// size.
 enum Module {
@@ -71,10 +71,10 @@ enum Signed {
 }
 
 /// A module's back-references are kept for the reply's compressor if there
-/// are at most this many per byte (8 bytes each: memory at most the
+/// is at most one per this many bytes (8 bytes each: memory at most the
 /// module's size); a module with more compresses at level 1 instead. Real
 /// ones have about one per 12 bytes.
-const BACKREFS_PER_BYTE: f64 = 1.0 / 8.0;
+const BYTES_PER_BACKREF: u64 = 8;
 
 /// ... and if the module is no larger than this, so that the modules in
 /// flight (a few per core) hold at most a few MiB of them each. The few
@@ -180,7 +180,7 @@ pub fn sign_tarball<R: Read, W: Write + Send>(
                             return Err(read_err(&checked, e));
                         }
                         let max = if size <= BACKREFS_MAX_MODULE {
-                            (size as f64 * BACKREFS_PER_BYTE) as usize
+                            (size / BYTES_PER_BACKREF) as usize
                         } else {
                             0
                         };

@@ -59,30 +59,15 @@ const IN_FLIGHT_PER_THREAD: usize = 2;
 /// own, so threads and buffers grow with jobs × this, not with cores².
 const MAX_THREADS_PER_REPLY: usize = 4;
 
-/// Back-references known in a member's input (from
-/// [`ChunkedGzWriter::write_with_backrefs`]): positions in the member.
-#[derive(Default)]
-struct Hints {
-    /// Sorted by position.
-    refs: Vec<Backref>,
-}
-
-impl Hints {
-    fn clear(&mut self) {
-        self.refs.clear();
-    }
-
-    /// Bytes of `block` the back-references would copy.
-    fn matched(&self, block: std::ops::Range<usize>) -> usize {
-        let first = self
-            .refs
-            .partition_point(|r| (r.pos as usize) < block.start);
-        self.refs[first..]
-            .iter()
-            .take_while(|r| (r.pos as usize) < block.end)
-            .map(|r| usize::from(r.len).min(block.end - r.pos as usize))
-            .sum()
-    }
+/// Bytes of `block` that `refs` (sorted, positions in the member) would
+/// copy.
+fn matched(refs: &[Backref], block: std::ops::Range<usize>) -> usize {
+    let first = refs.partition_point(|r| (r.pos as usize) < block.start);
+    refs[first..]
+        .iter()
+        .take_while(|r| (r.pos as usize) < block.end)
+        .map(|r| usize::from(r.len).min(block.end - r.pos as usize))
+        .sum()
 }
 
 /// A gzip writer of independent members (see the module documentation).
@@ -90,7 +75,9 @@ pub struct ChunkedGzWriter<W: Write> {
     out: W,
     level: u32,
     pending: Vec<u8>,
-    pending_hints: Hints,
+    /// Back-references known in the pending bytes (from
+    /// [`Self::write_with_backrefs`]): sorted, positions in the member.
+    pending_refs: Vec<Backref>,
     members: u64,
     /// Compresses the last member on the caller's thread (the only one of
     /// a reply shorter than a member, which then starts no threads), and
@@ -99,7 +86,7 @@ pub struct ChunkedGzWriter<W: Write> {
     threads: Threads,
     /// Buffers back from the pool, reused for the next members.
     spare: Vec<Vec<u8>>,
-    spare_hints: Vec<Hints>,
+    spare_refs: Vec<Vec<Backref>>,
     stored: u64,
 }
 
@@ -162,7 +149,7 @@ impl MemberCompressor {
     /// Replaces `member` with `data` as one whole gzip member; tells whether
     /// every block of it was stored.
     ///
-    /// A block worth deflating that `hints` mostly cover (a signed
+    /// A block worth deflating that `refs` mostly cover (a signed
     /// module's body) is coded from them with the fixed codes
     /// ([`write_fixed_block`]): no search, and on real modules a smaller
     /// result than level 1's.
@@ -174,7 +161,12 @@ impl MemberCompressor {
     /// (so it ends byte-aligned, with no final block); blocks not worth it
     /// are written as stored blocks by hand; an empty final block ends the
     /// stream.
-    fn compress(&mut self, data: &[u8], hints: &Hints, member: &mut Vec<u8>) -> io::Result<bool> {
+    fn compress(
+        &mut self,
+        data: &[u8],
+        refs: &[Backref],
+        member: &mut Vec<u8>,
+    ) -> io::Result<bool> {
         member.clear();
         member.extend_from_slice(&GZIP_HEADER);
         let mut all_stored = true;
@@ -188,13 +180,13 @@ impl MemberCompressor {
             // block with fewer (another file, a module whose references
             // were not kept, an upload compressed at a low level) is
             // searched at level 1 instead.
-            if deflate && 2 * hints.matched(span.clone()) >= block.len() {
+            if deflate && 2 * matched(refs, span.clone()) >= block.len() {
                 all_stored = false;
                 if in_run {
                     self.feed(&[], member, FlushCompress::Sync)?;
                     in_run = false;
                 }
-                write_fixed_block(data, span, &hints.refs, member);
+                write_fixed_block(data, span, refs, member);
             } else if deflate {
                 all_stored = false;
                 if !in_run {
@@ -258,13 +250,13 @@ fn write_stored(block: &[u8], member: &mut Vec<u8>) {
     }
 }
 
-/// A member compressed by the pool: its input and hints (for reuse), the
-/// member, and whether it was stored.
-type Done = io::Result<(Vec<u8>, Hints, Vec<u8>, bool)>;
+/// A member compressed by the pool: its input and back-references (for
+/// reuse), the member, and whether it was stored.
+type Done = io::Result<(Vec<u8>, Vec<Backref>, Vec<u8>, bool)>;
 
-/// One job: the input and its hints, a buffer for the member, and where to
-/// send it.
-type Job = (Vec<u8>, Hints, Vec<u8>, SyncSender<Done>);
+/// One job: the input and its back-references, a buffer for the member,
+/// and where to send it.
+type Job = (Vec<u8>, Vec<Backref>, Vec<u8>, SyncSender<Done>);
 
 /// Compression threads, and the members they are working on in order.
 struct Pool {
@@ -299,12 +291,12 @@ impl Pool {
                             let mut compressor = MemberCompressor::new(level);
                             loop {
                                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                                let Ok((data, hints, mut member, reply)) = next else {
+                                let Ok((data, refs, mut member, reply)) = next else {
                                     return;
                                 };
                                 let done = compressor
-                                    .compress(&data, &hints, &mut member)
-                                    .map(|stored| (data, hints, member, stored));
+                                    .compress(&data, &refs, &mut member)
+                                    .map(|stored| (data, refs, member, stored));
                                 // The writer may have given up (an error elsewhere).
                                 let _ = reply.send(done);
                             }
@@ -345,12 +337,12 @@ impl<W: Write> ChunkedGzWriter<W> {
             out,
             level,
             pending: Vec::with_capacity(MEMBER_BYTES),
-            pending_hints: Hints::default(),
+            pending_refs: Vec::new(),
             members: 0,
             local: None,
             threads: Threads::NotStarted,
             spare: Vec::new(),
-            spare_hints: Vec::new(),
+            spare_refs: Vec::new(),
             stored: 0,
         }
     }
@@ -372,16 +364,15 @@ impl<W: Write> ChunkedGzWriter<W> {
             Self::write_done(
                 &mut self.out,
                 &mut self.spare,
-                &mut self.spare_hints,
+                &mut self.spare_refs,
                 &mut self.stored,
                 oldest,
             )?;
         }
-        let hints = std::mem::replace(
-            &mut self.pending_hints,
-            self.spare_hints.pop().unwrap_or_default(),
+        let refs = std::mem::replace(
+            &mut self.pending_refs,
+            self.spare_refs.pop().unwrap_or_default(),
         );
-        self.pending_hints.clear();
         let data = std::mem::replace(
             &mut self.pending,
             self.spare
@@ -394,7 +385,7 @@ impl<W: Write> ChunkedGzWriter<W> {
         pool.jobs
             .as_ref()
             .expect("the queue is open while the writer is")
-            .send((data, hints, member, reply))
+            .send((data, refs, member, reply))
             .map_err(|_| io::Error::other("the compression threads stopped"))?;
         pool.in_flight.push_back(done);
         self.members += 1;
@@ -409,10 +400,10 @@ impl<W: Write> ChunkedGzWriter<W> {
             .get_or_insert_with(|| MemberCompressor::new(level));
         let mut member = self.spare.pop().unwrap_or_default();
         self.stored +=
-            u64::from(compressor.compress(&self.pending, &self.pending_hints, &mut member)?);
+            u64::from(compressor.compress(&self.pending, &self.pending_refs, &mut member)?);
         self.out.write_all(&member)?;
         self.pending.clear();
-        self.pending_hints.clear();
+        self.pending_refs.clear();
         self.spare.push(member);
         self.members += 1;
         Ok(())
@@ -422,19 +413,19 @@ impl<W: Write> ChunkedGzWriter<W> {
     fn write_done(
         out: &mut W,
         spare: &mut Vec<Vec<u8>>,
-        spare_hints: &mut Vec<Hints>,
+        spare_refs: &mut Vec<Vec<Backref>>,
         stored: &mut u64,
         done: Receiver<Done>,
     ) -> io::Result<()> {
-        let (data, mut hints, member, was_stored) = done
+        let (data, mut refs, member, was_stored) = done
             .recv()
             .map_err(|_| io::Error::other("a compression thread stopped"))??;
         out.write_all(&member)?;
         *stored += u64::from(was_stored);
         spare.push(data);
         spare.push(member);
-        hints.clear();
-        spare_hints.push(hints);
+        refs.clear();
+        spare_refs.push(refs);
         Ok(())
     }
 
@@ -455,10 +446,13 @@ impl<W: Write> ChunkedGzWriter<W> {
                     break;
                 }
                 next += 1;
-                let at = offset + pos.wrapping_sub(done);
-                let fits = pos >= done && pos + usize::from(r.len) <= done + take;
-                if fits && at >= usize::from(r.dist) {
-                    self.pending_hints.refs.push(Backref {
+                // Kept if it lies in this piece, its source in this member.
+                if pos < done || pos + usize::from(r.len) > done + take {
+                    continue;
+                }
+                let at = offset + pos - done;
+                if at >= usize::from(r.dist) {
+                    self.pending_refs.push(Backref {
                         pos: at as u32,
                         ..*r
                     });
@@ -481,7 +475,7 @@ impl<W: Write> ChunkedGzWriter<W> {
                 Self::write_done(
                     &mut self.out,
                     &mut self.spare,
-                    &mut self.spare_hints,
+                    &mut self.spare_refs,
                     &mut self.stored,
                     done,
                 )?;
@@ -535,6 +529,23 @@ mod tests {
             .collect()
     }
 
+    /// What GNU gzip decodes `gz` to (it checks every member's CRC).
+    fn gnu_gunzip(gz: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.gz"), gz).unwrap();
+        let out = std::process::Command::new("gzip")
+            .args(["-d", "-c"])
+            .arg(dir.path().join("m.gz"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut w = ChunkedGzWriter::new(Vec::new(), 1);
         w.write_all(data).unwrap();
@@ -577,7 +588,7 @@ mod tests {
         data.extend(std::iter::repeat_n(b'z', 1000));
         let mut member = Vec::new();
         let all_stored = MemberCompressor::new(1)
-            .compress(&data, &Hints::default(), &mut member)
+            .compress(&data, &[], &mut member)
             .unwrap();
         assert!(!all_stored);
         // The random half stored (5 bytes of header per 65,535), the rest
@@ -586,23 +597,11 @@ mod tests {
         assert!(member.len() > random_part, "{}", member.len());
         assert!(member.len() < random_part + 8 * 1024, "{}", member.len());
         // GNU gzip, not only our own decoder, reads it back, CRC checked.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("m.gz"), &member).unwrap();
-        let out = std::process::Command::new("gzip")
-            .args(["-d", "-c"])
-            .arg(dir.path().join("m.gz"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.stdout, data);
+        assert_eq!(gnu_gunzip(&member), data);
         // An all-random member is stored whole.
         let random_member = random(MEMBER_BYTES, 99);
         assert!(MemberCompressor::new(1)
-            .compress(&random_member, &Hints::default(), &mut member)
+            .compress(&random_member, &[], &mut member)
             .unwrap());
     }
 
@@ -668,19 +667,7 @@ mod tests {
             hinted.len(),
             plain.len()
         );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("r.gz"), &hinted).unwrap();
-        let out = std::process::Command::new("gzip")
-            .args(["-d", "-c"])
-            .arg(dir.path().join("r.gz"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.stdout == expected, "GNU gzip read other bytes");
+        assert!(gnu_gunzip(&hinted) == expected, "GNU gzip read other bytes");
     }
 
     #[test]

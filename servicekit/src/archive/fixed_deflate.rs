@@ -9,6 +9,7 @@
 //! against the bytes before it is used, so a stale or misplaced one costs
 //! compression, never correctness.
 
+use super::deflate_codes::{DIST_BASE, DIST_EXTRA, LEN_BASE, LEN_EXTRA};
 use super::inflate::Backref;
 
 /// A deflate bit stream being written, least significant bit first.
@@ -66,22 +67,6 @@ static LITERALS: [u32; 256] = {
     }
     t
 };
-
-const LEN_BASE: [u32; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
-];
-const LEN_EXTRA: [u32; 29] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
-];
-const DIST_BASE: [u32; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-];
-const DIST_EXTRA: [u32; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
-];
 
 /// A length's code and extra bits, ready to send (count in bits 16-23).
 static LENGTHS: [u32; 259] = {

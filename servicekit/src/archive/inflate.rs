@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use flate2::Crc;
 
+use super::deflate_codes::{DIST_BASE, DIST_EXTRA, LEN_BASE, LEN_EXTRA};
 use super::ArchiveError;
 
 /// Bytes of history a back-reference may reach (RFC 1951).
@@ -109,22 +110,6 @@ impl BackrefLog {
     }
 }
 
-const LEN_BASE: [u16; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
-];
-const LEN_EXTRA: [u8; 29] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
-];
-const DIST_BASE: [u16; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-];
-const DIST_EXTRA: [u8; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
-];
-
 /// The order code-length code lengths are sent in (RFC 1951, 3.2.7).
 const CLEN_ORDER: [usize; 19] = [
     16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
@@ -151,7 +136,7 @@ const fn litlen_meaning(sym: usize) -> u32 {
     } else if sym == 256 {
         END_OF_BLOCK
     } else if sym - 257 < LEN_BASE.len() {
-        BASE | (LEN_BASE[sym - 257] as u32) << 9 | (LEN_EXTRA[sym - 257] as u32) << 5
+        BASE | LEN_BASE[sym - 257] << 9 | LEN_EXTRA[sym - 257] << 5
     } else {
         RESERVED
     }
@@ -160,7 +145,7 @@ const fn litlen_meaning(sym: usize) -> u32 {
 /// What distance symbol `sym` means, as an entry without its length.
 const fn dist_meaning(sym: usize) -> u32 {
     if sym < DIST_BASE.len() {
-        BASE | (DIST_BASE[sym] as u32) << 9 | (DIST_EXTRA[sym] as u32) << 5
+        BASE | DIST_BASE[sym] << 9 | DIST_EXTRA[sym] << 5
     } else {
         RESERVED
     }

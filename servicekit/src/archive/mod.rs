@@ -21,6 +21,7 @@
 //! without extracting. [`pack`] writes results as upstream's `tar -czf - .`.
 
 pub mod chunked_gzip;
+mod deflate_codes;
 pub mod entries;
 pub mod extract;
 pub mod fixed_deflate;
